@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .config import ExperimentConfig
 
@@ -102,7 +102,7 @@ def collect(cfg: ExperimentConfig, progress: bool = True) -> "EpisodeDataset":
     num_actions = 0
     pending = list(range(streams))
     running: dict[int, mp.Process] = {}
-    bar = tqdm(total=cfg.env_steps, desc=f"collecting {cfg.env_id}", unit="step", disable=not progress)
+    bar = progress_bar(total=cfg.env_steps, desc=f"collecting {cfg.env_id}", unit="step", disable=not progress)
     try:
         while pending or running:
             while pending and len(running) < workers:

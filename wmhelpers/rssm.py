@@ -1,0 +1,143 @@
+"""RSSM world model: the P03 baseline whose GRU the Transformer replaces.
+
+The three RSSM equations (P02), written with the same index convention as the Transformer
+(the state after action a_t is the one that predicts frame t+1, the reward r_t and c_t):
+    deterministic path   h_{t+1} = GRU(h_t, [z_t, a_t])
+    prior                p(z_{t+1} | h_{t+1})                used in imagination
+    posterior            q(z_t | h_t, o_t)                   used in training and to observe
+with h_0 = 0. Reward r_t and continuation c_t are read from h_{t+1}, like the Transformer reads
+them at the token a_t: both heads see every latent and action up to a_t.
+
+Two choices, each against a measured problem (../shared/CALIBRATION.md):
+
+* Residual posterior. DreamerV3 computes q from an MLP over [h_t, e_t]. Measured here, that
+  RSSM sits for its first 1,000-1,500 steps with KL under the free-bits floor, the posterior
+  ignoring the frame and the decoder drawing the mean frame. The slow part is the encoder ->
+  posterior path learning to carry information. Here the posterior logits are the shared
+  CategoricalVAE's encoder logits plus a correction read from h_t that starts at zero:
+      log q(z_t | h_t, o_t) = unimix(W e_t + U h_t),  U = 0 at initialisation.
+  At step 0 the RSSM's observation model is exactly the Transformer's (which never plateaus),
+  and it can still learn to use its history. This changes the RSSM alone; the budget is shared.
+
+* The decoder reads z_t only, exactly like the Transformer model's, so the observation models
+  are the same shape and the reconstruction ceilings and latent-hold baselines compare the
+  backbones, not two decoders.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .latent import unimix_logits
+from .nets import mlp
+from .world_model import WorldModel, register_world_model
+
+
+@register_world_model
+class RSSMWorldModel(WorldModel):
+    kind = "rssm"
+    rebuild_command = "python -m wmhelpers train-rssm"
+
+    def __init__(self, num_actions: int, deter: int = 256, **shared):
+        super().__init__(num_actions, **shared)
+        mc = self._model_config
+        V, K, hidden = mc["latent_vars"], mc["latent_classes"], mc["hidden"]
+        self.deter = deter
+        self.img_in = nn.Sequential(nn.Linear(V * K + num_actions, hidden), nn.LayerNorm(hidden), nn.SiLU())
+        self.gru = nn.GRUCell(hidden, deter)
+        self.prior_head = mlp(deter, hidden, V * K)
+        self.post_from_h = nn.Linear(deter, V * K)
+        nn.init.zeros_(self.post_from_h.weight)
+        nn.init.zeros_(self.post_from_h.bias)
+        self.reward_head = mlp(deter, hidden, 1)
+        self.cont_head = mlp(deter, hidden, 1)
+        self._model_config.update(deter=deter)
+
+    @classmethod
+    def backbone_kwargs(cls, cfg) -> dict:
+        return dict(deter=cfg.rssm_deter)
+
+    # ---- the named steps -------------------------------------------------------------------
+    def initial(self, batch: int) -> torch.Tensor:
+        return torch.zeros(batch, self.deter, device=self.device)
+
+    def img_step(self, h: torch.Tensor, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """h_{t+1} = GRU(h_t, [z_t, onehot(a_t)])."""
+        a = F.one_hot(action, self.num_actions).to(z.dtype)
+        return self.gru(self.img_in(torch.cat([z, a], -1)), h)
+
+    def prior(self, h: torch.Tensor) -> torch.Tensor:
+        """log p(z | h) [..., V, K] with unimix."""
+        return unimix_logits(self.prior_head(h).view(*h.shape[:-1], self.vae.latent_vars, -1), self.vae.unimix)
+
+    def posterior(self, h: torch.Tensor, raw_enc_logits: torch.Tensor) -> torch.Tensor:
+        """log q(z | h, o) [B, V, K] = unimix(encoder logits + U h)."""
+        correction = self.post_from_h(h).view_as(raw_enc_logits)
+        return unimix_logits(raw_enc_logits + correction, self.vae.unimix)
+
+    def _read(self, h: torch.Tensor) -> dict:
+        cont_logit = self.cont_head(h).squeeze(-1)
+        return {"next_logits": self.prior(h), "reward": self.reward_head(h).squeeze(-1),
+                "cont_logit": cont_logit, "cont": torch.sigmoid(cont_logit)}
+
+    def _filter(self, obs, action, sample, generator) -> dict:
+        """Posterior pass over a real window: post_logits, latent, h (before each step) and h_next
+        (after each action), each stacked over time. Only the recurrence is a Python loop; the
+        conv encoder runs on all frames at once and the heads on all states at once."""
+        raw = self.vae.raw_logits(obs)
+        h = self.initial(obs.shape[0])
+        hs, h_next, posts, zs = [], [], [], []
+        for t in range(obs.shape[1]):
+            hs.append(h)
+            post = self.posterior(h, raw[:, t])
+            z = self.vae.sample(post, generator) if sample else self._pick(post, False, None)
+            h = self.img_step(h, z, action[:, t])
+            posts.append(post)
+            zs.append(z)
+            h_next.append(h)
+        return {"post_logits": torch.stack(posts, 1), "latent": torch.stack(zs, 1),
+                "h": torch.stack(hs, 1), "h_next": torch.stack(h_next, 1)}
+
+    # ---- the interface -------------------------------------------------------------------------
+    def teacher_forced(self, obs, action, sample=True, generator=None) -> dict:
+        f = self._filter(obs, action, sample, generator)
+        return {"post_logits": f["post_logits"], "latent": f["latent"], **self._read(f["h_next"])}
+
+    @torch.no_grad()
+    def encode(self, obs: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior-mode latents [B, T, D]. The posterior reads h_t, so it needs the actions between
+        the frames; without them (a single frame, say) NOOP (action 0) stands in."""
+        single = obs.dim() == 4
+        if single:
+            obs = obs[:, None]
+        B, T = obs.shape[:2]
+        full = torch.zeros(B, T, dtype=torch.long, device=obs.device)
+        if actions is not None:
+            full[:, : actions.shape[1]] = actions[:, :T]
+        z = self._filter(obs, full, False, None)["latent"]
+        return z[:, 0] if single else z
+
+    @torch.no_grad()
+    def observe(self, obs: torch.Tensor, actions: torch.Tensor) -> dict:
+        """Filter the context; the state is (h_{C-1}, z_{C-1}) before the first imagined action."""
+        C = obs.shape[1]
+        if actions.shape[1] != C - 1:
+            raise ValueError(f"observe needs {C - 1} actions between {C} context frames, got {actions.shape[1]}")
+        pad = torch.zeros_like(actions[:, :1])
+        f = self._filter(obs, torch.cat([actions, pad], 1), False, None)
+        return {"h": f["h"][:, -1], "latent": f["latent"][:, -1], "latents": f["latent"]}
+
+    @torch.no_grad()
+    def imagine(self, state: dict, actions: torch.Tensor, sample: bool = False,
+                generator: torch.Generator | None = None) -> dict:
+        """Open loop with the prior: h_{k+1} = GRU(h_k, [z_k, a_k]); z_{k+1} ~ p(z | h_{k+1})."""
+        h, z = state["h"], state["latent"]
+        outs = []
+        for k in range(actions.shape[1]):
+            h = self.img_step(h, z, actions[:, k])
+            head = self._read(h)
+            z = self._pick(head["next_logits"], sample, generator)
+            outs.append(dict(head, latent=z))
+        return {key: torch.stack([o[key] for o in outs], 1) for key in ("latent", "reward", "cont", "next_logits")}

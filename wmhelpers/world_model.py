@@ -1,0 +1,137 @@
+"""What the two world models share: the observation model, the loss, and one small interface.
+
+Both `TransformerWorldModel` and `RSSMWorldModel` subclass `WorldModel`. A subclass supplies
+only its dynamics backbone through three methods:
+
+    teacher_forced(obs, action, sample)  posterior logits, latents and the one-step predictions
+                                          (next-latent logits, reward, continuation) along a real window
+    observe(obs, actions)                 a state summarising a real context
+    imagine(state, actions)               open-loop latents, rewards, continuations
+
+Everything else (the loss, decoding, the neutral one-step prediction, config plumbing) is
+written once here, which is how the code guarantees that only the backbone differs.
+
+The loss (DreamerV3 / STORM weights):
+    L = recon + reward + cont + 0.5 * max(1, KL(sg(q_{t+1}) || p_{t+1}))
+                              + 0.1 * max(1, KL(q_{t+1} || sg(p_{t+1})))
+where q_{t+1} is the posterior of frame t+1 and p_{t+1} the backbone's prediction of it
+made at step t (the "token-prediction loss" for the Transformer, the prior for the RSSM).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .latent import flat, kl_losses, mode_one_hot
+from .vae import CategoricalVAE
+
+MODEL_REGISTRY: dict[str, type["WorldModel"]] = {}
+
+
+def register_world_model(cls):
+    """Class decorator: lets `load_checkpoint` rebuild a model from its `kind` string."""
+    MODEL_REGISTRY[cls.kind] = cls
+    return cls
+
+
+class WorldModel(nn.Module):
+    kind = "abstract"
+    # how to rebuild a checkpoint of this kind (named in checkpoint mismatch errors)
+    rebuild_command = "re-run the notebook"
+
+    def __init__(self, num_actions: int, conv_widths=(16, 32, 64, 128), latent_vars: int = 32,
+                 latent_classes: int = 32, unimix: float = 0.01, free_bits: float = 1.0,
+                 kl_dyn_scale: float = 0.5, kl_rep_scale: float = 0.1, hidden: int = 256,
+                 frame_size: int = 64, amp: str = "off"):
+        super().__init__()
+        self.num_actions = num_actions
+        self.free_bits, self.kl_dyn_scale, self.kl_rep_scale = free_bits, kl_dyn_scale, kl_rep_scale
+        self.vae = CategoricalVAE(conv_widths, latent_vars, latent_classes, unimix, frame_size, amp)
+        self._model_config = dict(
+            num_actions=num_actions, conv_widths=list(conv_widths), latent_vars=latent_vars,
+            latent_classes=latent_classes, unimix=unimix, free_bits=free_bits, kl_dyn_scale=kl_dyn_scale,
+            kl_rep_scale=kl_rep_scale, hidden=hidden, frame_size=frame_size, amp=amp,
+        )
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def shared_kwargs(cls, cfg) -> dict:
+        return dict(
+            conv_widths=tuple(cfg.conv_widths), latent_vars=cfg.latent_vars, latent_classes=cfg.latent_classes,
+            unimix=cfg.unimix, free_bits=cfg.free_bits, kl_dyn_scale=cfg.kl_dyn_scale,
+            kl_rep_scale=cfg.kl_rep_scale, hidden=cfg.hidden, frame_size=cfg.frame_size, amp=cfg.amp,
+        )
+
+    @classmethod
+    def from_config(cls, cfg, num_actions: int, device: torch.device | str | None = None) -> "WorldModel":
+        """A fresh model sized by the ExperimentConfig, seeded by cfg.seed, on cfg's device."""
+        torch.manual_seed(cfg.seed)
+        model = cls(num_actions=num_actions, **cls.backbone_kwargs(cfg), **cls.shared_kwargs(cfg))
+        return model.to(device or cfg.resolve_device())
+
+    @classmethod
+    def backbone_kwargs(cls, cfg) -> dict:
+        return {}
+
+    def model_config(self) -> dict:
+        """Plain dict with every constructor argument: enough to rebuild the model."""
+        return dict(self._model_config)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def latent_dim(self) -> int:
+        return self.vae.latent_dim
+
+    # ---- the backbone's part -------------------------------------------------------------------
+    def teacher_forced(self, obs: torch.Tensor, action: torch.Tensor, sample: bool = True,
+                       generator: torch.Generator | None = None) -> dict:
+        raise NotImplementedError
+
+    def observe(self, obs: torch.Tensor, actions: torch.Tensor) -> dict:
+        raise NotImplementedError
+
+    def imagine(self, state: dict, actions: torch.Tensor, sample: bool = False,
+                generator: torch.Generator | None = None) -> dict:
+        raise NotImplementedError
+
+    # ---- shared -----------------------------------------------------------------------------------
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Total loss on a batch from EpisodeDataset.sample, and each term as a float."""
+        obs = batch["obs"].to(self.device)
+        action = batch["action"].to(self.device)
+        out = self.teacher_forced(obs, action, sample=True)
+        recon = self.vae.recon_loss(self.vae.decode_mean(out["latent"]), obs)
+        # next_logits[:, t] is the prediction of frame t+1's latent made at step t
+        dyn, rep, kl = kl_losses(out["post_logits"][:, 1:], out["next_logits"][:, :-1], self.free_bits)
+        reward = F.mse_loss(out["reward"], batch["reward"].to(self.device))
+        cont = F.binary_cross_entropy_with_logits(out["cont_logit"], batch["cont"].to(self.device))
+        total = recon + reward + cont + self.kl_dyn_scale * dyn + self.kl_rep_scale * rep
+        terms = {"total": total, "recon_loss": recon, "dyn_loss": dyn, "rep_loss": rep,
+                 "reward_loss": reward, "cont_loss": cont, "kl": kl}
+        return total, {k: float(v.detach()) for k, v in terms.items()}
+
+    def encode(self, obs: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior-mode latents [..., D] of real frames (see the subclass for what it reads)."""
+        return self.vae.encode(obs)
+
+    @torch.no_grad()
+    def predict_next(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced one-step predictions: mode latents [B, T-1, D] of frames 1..T-1,
+        each predicted from the real frames and actions before it."""
+        out = self.teacher_forced(obs, actions, sample=False)
+        return flat(mode_one_hot(out["next_logits"][:, :-1]))
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents [..., D] -> frames [..., 3, 64, 64] in [0, 1]."""
+        return self.vae.decode(latents)
+
+    def _pick(self, logits: torch.Tensor, sample: bool, generator) -> torch.Tensor:
+        """Mode (argmax) or sampled one-hot latent, flat [..., D]."""
+        if sample:
+            return self.vae.sample(logits, generator).detach()
+        return flat(mode_one_hot(logits))
