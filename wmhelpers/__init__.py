@@ -1,21 +1,33 @@
 """wmhelpers: everything the P04 notebook needs, tested with plain pytest.
 
     import wmhelpers as wm
-    cfg = wm.ExperimentConfig.from_env()
+    cfg = wm.ExperimentConfig.from_env()              # WM_SMOKE=1 -> tiny budgets
     data = wm.load_or_collect(cfg); train, val = data.split(cfg)
+    tf = wm.TransformerWorldModel.from_config(cfg, num_actions=data.num_actions)
+    hist = wm.train_world_model(tf, train, val, cfg)
+    res = wm.evaluate_rollouts({"RSSM": rssm, "Transformer": tf}, val, cfg)
 """
 
+from . import plots
+from .benchmark import attention_cost_sweep, run_benchmark
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig
 from .data import EpisodeDataset, load_or_collect
+from .evaluate import evaluate_rollouts, headline_table, paired_margin, psnr
 from .latent import categorical_kl, kl_losses, mode_one_hot, straight_through_sample, unimix_logits
 from .nets import ConvDecoder, ConvEncoder
+from .results import load_results, save_results
 from .rssm import RSSMWorldModel
+from .train import next_frame_mse, train_world_model
 from .transformer import TransformerDynamics, TransformerWorldModel
 from .vae import CategoricalVAE
 from .world_model import MODEL_REGISTRY, WorldModel
 
 __all__ = [
-    "ExperimentConfig", "EpisodeDataset", "load_or_collect", "categorical_kl", "kl_losses", "mode_one_hot",
-    "straight_through_sample", "unimix_logits", "ConvDecoder", "ConvEncoder", "RSSMWorldModel",
-    "TransformerDynamics", "TransformerWorldModel", "CategoricalVAE", "MODEL_REGISTRY", "WorldModel",
+    "plots", "attention_cost_sweep", "run_benchmark", "CheckpointError", "load_checkpoint", "save_checkpoint",
+    "ExperimentConfig", "EpisodeDataset", "load_or_collect", "evaluate_rollouts", "headline_table",
+    "paired_margin", "psnr", "categorical_kl", "kl_losses", "mode_one_hot", "straight_through_sample",
+    "unimix_logits", "ConvDecoder", "ConvEncoder", "load_results", "save_results", "RSSMWorldModel",
+    "next_frame_mse", "train_world_model", "TransformerDynamics", "TransformerWorldModel", "CategoricalVAE",
+    "MODEL_REGISTRY", "WorldModel",
 ]

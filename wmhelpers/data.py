@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from .progress import progress_bar
 
 from .config import ExperimentConfig
+from .progress import progress_bar
 
 CACHE_FORMAT = 1
 ARRAY_NAMES = ("obs", "action", "reward", "terminated", "truncated", "episode")
@@ -185,7 +185,8 @@ def load_or_collect(cfg: ExperimentConfig, progress: bool = True, verbose: bool 
             wanted = _metadata_for_match(cfg)
             diff = [k for k in _MATCH_KEYS if meta.get(k) != wanted[k]]
             if diff:
-                reason = "cache made with other settings (" + ", ".join(f"{k}: {meta.get(k)} != {wanted[k]}" for k in diff) + ")"
+                changes = ", ".join(f"{k}: {meta.get(k)} != {wanted[k]}" for k in diff)
+                reason = f"cache made with other settings ({changes})"
             else:
                 data = _read_npz(npz_path, meta)
                 if verbose:

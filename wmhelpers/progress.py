@@ -16,7 +16,6 @@ def progress_bar(iterable=None, **kwargs):
         return tqdm(iterable, **kwargs)
     try:
         import ipywidgets  # noqa: F401
-
         from tqdm.auto import tqdm
     except ImportError:
         from tqdm.std import tqdm

@@ -1,0 +1,78 @@
+"""Command line: python -m wmhelpers {train-rssm, benchmark, check-notebook}."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def train_rssm(args) -> int:
+    from .checkpoints import save_checkpoint
+    from .config import ExperimentConfig
+    from .data import load_or_collect
+    from .rssm import RSSMWorldModel
+    from .train import train_world_model
+
+    cfg = ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
+    data = load_or_collect(cfg)
+    train, val = data.split(cfg)
+    model = RSSMWorldModel.from_config(cfg, num_actions=data.num_actions)
+    history = train_world_model(model, train, val, cfg, desc="training RSSM (P03 baseline)")
+    out = args.out or f"{cfg.checkpoint_dir}/p03_rssm.pt"
+    save_checkpoint(out, model, cfg, history, data)
+    print(f"Wrote {out}: {cfg.train_steps} steps in {history['train_seconds']:.0f} s "
+          f"({history['ms_per_step']:.0f} ms/step on {history['device']}), "
+          f"final validation next-frame MSE {history['val_next_frame_mse'][-1]:.5f}, "
+          f"KL {history['val']['kl'][-1]:.2f} nats")
+    return 0
+
+
+def benchmark(args) -> int:
+    from .benchmark import run_benchmark
+    from .config import ExperimentConfig
+
+    cfg = ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
+    res = run_benchmark(cfg, sweep=not args.no_sweep)
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+def check_notebook_cmd(args) -> int:
+    from .notebook_check import check_notebook
+
+    problems = check_notebook(args.path)
+    if problems:
+        print(f"{args.path}: {len(problems)} problem(s)")
+        for p in problems:
+            print(f"  - {p}")
+        return 1
+    print(f"{args.path}: OK (executed in order, no errors, deliverable figures and conclusion present)")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wmhelpers", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train-rssm", help="train the P03 RSSM baseline and write checkpoints/p03_rssm.pt")
+    p.add_argument("--out", help="checkpoint path (default: <checkpoint_dir>/p03_rssm.pt)")
+    p.add_argument("--smoke", action="store_true", help="tiny budgets (same as WM_SMOKE=1)")
+    p.set_defaults(fn=train_rssm)
+    p = sub.add_parser("benchmark", help="step times, KV-cache vs recompute, attention-cost sweep (JSON)")
+    p.add_argument("--out", help="also write the JSON to this file")
+    p.add_argument("--smoke", action="store_true", help="tiny data (same as WM_SMOKE=1)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the attention-cost sweep")
+    p.set_defaults(fn=benchmark)
+    p = sub.add_parser("check-notebook", help="check an executed notebook for grading")
+    p.add_argument("path")
+    p.set_defaults(fn=check_notebook_cmd)
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Checkpoints: a plain dict saved with torch.save and loaded with weights_only=True.
+
+A checkpoint from a classmate must not be able to run code, so everything outside the tensors
+is plain Python (str, int, float, bool, list, dict, None). Layout (FORMAT_VERSION 1):
+
+    format_version    int
+    kind              "rssm" | "transformer"   (the registry key of the model class)
+    model_config      dict: every constructor argument of the model
+    experiment        dict: the ExperimentConfig it was trained with
+    data_fingerprint  sha256 of the dataset it was trained on
+    history           dict: what train_world_model returned
+    meta              dict: torch version, device, wall seconds, created (UTC, ISO 8601)
+    state_dict        the model's tensors (stored on the CPU)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .config import ExperimentConfig
+from .world_model import MODEL_REGISTRY
+
+FORMAT_VERSION = 1
+
+# ExperimentConfig fields that must agree for a checkpoint to take part in this comparison.
+_EXPERIMENT_KEYS = ("env_id", "frame_size", "frameskip", "env_steps", "seed", "latent_vars", "latent_classes",
+                    "batch_size", "seq_len", "train_steps", "lr")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint, or one that does not match the experiment."""
+
+
+def save_checkpoint(path, model, cfg: ExperimentConfig, history: dict | None, data=None) -> Path:
+    """Write the checkpoint atomically: to a temporary file in the same folder, then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    history = history or {}
+    ckpt = {
+        "format_version": FORMAT_VERSION,
+        "kind": model.kind,
+        "model_config": model.model_config(),
+        "experiment": cfg.to_dict(),
+        "data_fingerprint": data.fingerprint() if data is not None else None,
+        "history": history,
+        "meta": {
+            "torch_version": torch.__version__,
+            "device": str(model.device),
+            "wall_seconds": float(history.get("train_seconds", 0.0)),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def read_checkpoint(path) -> dict:
+    """The raw checkpoint dict, or a CheckpointError that names the path (never a pickle traceback)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"No checkpoint at {path}.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError, AttributeError,
+            TypeError, KeyError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated, corrupt, or not written by save_checkpoint): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        ) from None
+    needed = ("format_version", "kind", "model_config", "experiment", "state_dict")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in needed):
+        have = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not a P04 checkpoint: expected keys {list(needed)}, found {have}.")
+    return ckpt
+
+
+def checkpoint_mismatches(ckpt: dict, expect: ExperimentConfig | None = None, data=None) -> list[str]:
+    """Every way the checkpoint differs from the expected experiment, one string per key."""
+    diffs = []
+    if ckpt["format_version"] != FORMAT_VERSION:
+        diffs.append(f"format_version: checkpoint {ckpt['format_version']} != expected {FORMAT_VERSION}")
+    exp = ckpt.get("experiment", {})
+    mc = ckpt.get("model_config", {})
+    if expect is not None:
+        want = expect.to_dict()
+        for k in _EXPERIMENT_KEYS:
+            if exp.get(k) != want[k]:
+                diffs.append(f"{k}: checkpoint {exp.get(k)!r} != expected {want[k]!r}")
+    if data is not None:
+        if mc.get("num_actions") != data.num_actions:
+            diffs.append(f"num_actions: checkpoint {mc.get('num_actions')!r} != expected {data.num_actions!r}")
+        if ckpt.get("data_fingerprint") != data.fingerprint():
+            diffs.append(f"data_fingerprint: checkpoint {str(ckpt.get('data_fingerprint'))[:12]}... "
+                         f"!= expected {data.fingerprint()[:12]}...")
+    return diffs
+
+
+def load_checkpoint(path, expect: ExperimentConfig | None = None, data=None, device=None):
+    """Rebuild the model recorded in the checkpoint -> (model, history).
+
+    With `expect` and/or `data`, every mismatch (env, action count, frame size, latent size,
+    budget, data fingerprint, format version) is reported together in one CheckpointError that
+    also names the command that rebuilds the checkpoint.
+    """
+    ckpt = read_checkpoint(path)
+    kind = ckpt["kind"]
+    if kind not in MODEL_REGISTRY:
+        raise CheckpointError(f"{path}: unknown model kind {kind!r}; known kinds: {sorted(MODEL_REGISTRY)}.")
+    cls = MODEL_REGISTRY[kind]
+    diffs = checkpoint_mismatches(ckpt, expect, data)
+    if diffs:
+        smoke = " (with WM_SMOKE=1 for the smoke config)" if expect is not None and expect.smoke_mode else ""
+        raise CheckpointError(
+            f"{path} does not match this experiment:\n  - " + "\n  - ".join(diffs)
+            + f"\nRebuild it with: {cls.rebuild_command}{smoke}"
+        )
+    mc = dict(ckpt["model_config"])
+    model = cls(**{k: tuple(v) if k == "conv_widths" else v for k, v in mc.items()})
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit a {kind} model built from its model_config: "
+                              f"{str(exc).splitlines()[0]}") from None
+    if device is None:
+        device = (expect or ExperimentConfig()).resolve_device()
+    model = model.to(device).eval()
+    return model, ckpt.get("history", {})

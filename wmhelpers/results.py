@@ -1,0 +1,64 @@
+"""The results file P05 reads: checkpoints/p04_results.json (fields documented in the README)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+
+import torch
+
+RESULTS_VERSION = 1
+
+
+def _plain(x):
+    """Drop numpy/tensor types and the raw per-window arrays: JSON only."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items() if k != "raw"}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    return x
+
+
+def training_summary(history: dict) -> dict:
+    return {"steps": history.get("steps"), "train_seconds": history.get("train_seconds"),
+            "ms_per_step": history.get("ms_per_step"), "device": history.get("device"),
+            "final_val_next_frame_mse": (history.get("val_next_frame_mse") or [None])[-1],
+            "final_val": {k: v[-1] for k, v in history.get("val", {}).items()}}
+
+
+def save_results(path, results: dict, histories: dict, cfg, data, device: str | None = None,
+                 extra: dict | None = None) -> Path:
+    """Write PSNR per horizon (both models, every baseline), training times, budgets, device,
+    data fingerprint and config as JSON, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "results_version": RESULTS_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": device,
+        "torch_version": torch.__version__,
+        "data_fingerprint": data.fingerprint(),
+        "config": cfg.to_dict(),
+        "budget": {"train_steps": cfg.train_steps, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len,
+                   "lr": cfg.lr, "env_steps": cfg.env_steps},
+        "evaluation": {k: results[k] for k in ("horizons", "context", "n_windows", "window_starts",
+                                               "windows_sha256", "changed_threshold", "changed_fraction")},
+        "psnr": {"models": results["models"], "baselines": results["baselines"]},
+        "training": {name: training_summary(h) for name, h in histories.items()},
+        "extra": extra or {},
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_plain(doc), indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def load_results(path) -> dict:
+    doc = json.loads(Path(path).read_text())
+    if doc.get("results_version") != RESULTS_VERSION:
+        raise ValueError(f"{path}: results_version {doc.get('results_version')} != {RESULTS_VERSION}")
+    return doc
