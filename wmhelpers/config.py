@@ -45,11 +45,16 @@ class ExperimentConfig:
     # --- the shared training budget ---------------------------------------------------------
     batch_size: int = 16
     seq_len: int = 16
-    train_steps: int = 4_000
-    lr: float = 3e-4
+    # 2,000 steps at lr 1e-3 for BOTH models: measured here, both then beat their latent-hold
+    # baselines on changed pixels at every horizon, and the Transformer (~260-300 ms/step on 2 CPU
+    # cores) trains inside the notebook's 15-minute budget. (The calibration's RSSM needed 4,000
+    # steps at lr 3e-4 only because of its posterior-collapse plateau, which the residual
+    # posterior in rssm.py removes.)
+    train_steps: int = 2_000
+    lr: float = 1e-3
     adam_eps: float = 1e-8
     grad_clip: float = 1000.0
-    log_every: int = 200  # validation + history record every this many steps
+    log_every: int = 250  # validation + history record every this many steps
     val_windows: int = 64  # fixed validation windows for the validation loss / neutral metric
 
     # --- evaluation -------------------------------------------------------------------------
