@@ -13,12 +13,20 @@ from .benchmark import attention_cost_sweep, run_benchmark
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig
 from .data import EpisodeDataset, load_or_collect
-from .evaluate import evaluate_rollouts, headline_table, paired_margin, psnr
+from .evaluate import (
+    comparison_facts,
+    evaluate_rollouts,
+    format_table,
+    headline_table,
+    paired_margin,
+    print_facts,
+    psnr,
+)
 from .latent import categorical_kl, kl_losses, mode_one_hot, straight_through_sample, unimix_logits
 from .nets import ConvDecoder, ConvEncoder
 from .results import load_results, save_results
 from .rssm import RSSMWorldModel
-from .train import next_frame_mse, train_world_model
+from .train import load_or_train, next_frame_mse, train_world_model
 from .transformer import TransformerDynamics, TransformerWorldModel
 from .vae import CategoricalVAE
 from .world_model import MODEL_REGISTRY, WorldModel
@@ -29,5 +37,5 @@ __all__ = [
     "paired_margin", "psnr", "categorical_kl", "kl_losses", "mode_one_hot", "straight_through_sample",
     "unimix_logits", "ConvDecoder", "ConvEncoder", "load_results", "save_results", "RSSMWorldModel",
     "next_frame_mse", "train_world_model", "TransformerDynamics", "TransformerWorldModel", "CategoricalVAE",
-    "MODEL_REGISTRY", "WorldModel",
+    "MODEL_REGISTRY", "WorldModel", "comparison_facts", "format_table", "print_facts", "load_or_train",
 ]

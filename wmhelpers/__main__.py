@@ -1,4 +1,4 @@
-"""Command line: python -m wmhelpers {train-rssm, benchmark, check-notebook}."""
+"""Command line: python -m wmhelpers {train-rssm, benchmark, run-notebook, check-notebook}."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def benchmark(args) -> int:
 
 
 def check_notebook_cmd(args) -> int:
-    from .notebook_check import check_notebook
+    from .notebook import check_notebook
 
     problems = check_notebook(args.path)
     if problems:
@@ -52,6 +52,16 @@ def check_notebook_cmd(args) -> int:
             print(f"  - {p}")
         return 1
     print(f"{args.path}: OK (executed in order, no errors, deliverable figures and conclusion present)")
+    return 0
+
+
+def run_notebook_cmd(args) -> int:
+    from .notebook import run_notebook
+
+    info = run_notebook(args.path, out=args.out, smoke=args.smoke)
+    print(f"Executed {args.path} in {info['seconds']:.0f} s" + (" (smoke mode)" if args.smoke else ""))
+    for heading, secs in info["sections"].items():
+        print(f"  {secs:7.1f} s  {heading}")
     return 0
 
 
@@ -67,6 +77,11 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny data (same as WM_SMOKE=1)")
     p.add_argument("--no-sweep", action="store_true", help="skip the attention-cost sweep")
     p.set_defaults(fn=benchmark)
+    p = sub.add_parser("run-notebook", help="execute the notebook top to bottom in a fresh kernel, in place")
+    p.add_argument("path", nargs="?", default="p04_transformer_backbone.ipynb")
+    p.add_argument("--out", help="write the executed notebook here instead of in place")
+    p.add_argument("--smoke", action="store_true", help="tiny budgets (WM_SMOKE=1)")
+    p.set_defaults(fn=run_notebook_cmd)
     p = sub.add_parser("check-notebook", help="check an executed notebook for grading")
     p.add_argument("path")
     p.set_defaults(fn=check_notebook_cmd)

@@ -63,6 +63,7 @@ class ExperimentConfig:
     eval_windows: int = 256
     eval_samples: int = 4  # sampled rollouts averaged beside the mode rollout
     changed_threshold: float = 8 / 255  # a pixel "changed" if it differs from the last context frame by more
+    sweep_seq_lens: tuple[int, ...] = (16, 64, 256, 1024)  # attention-cost sweep (time steps)
 
     # --- machine ------------------------------------------------------------------------------
     device: str = "auto"  # "auto": CUDA, then MPS, then CPU
@@ -95,7 +96,8 @@ class ExperimentConfig:
         """Tiny budgets so CI can run every notebook cell in a couple of minutes."""
         small = dict(
             env_steps=1_000, val_episodes=1, train_steps=20, log_every=10, val_windows=8,
-            eval_windows=16, eval_samples=2, smoke_mode=True,
+            eval_windows=16, eval_samples=2, sweep_seq_lens=(16, 32), smoke_mode=True,
+            checkpoint_dir="checkpoints/smoke",  # never overwrite the shipped full-budget checkpoints
         )
         small.update(overrides)
         return cls(**small)

@@ -171,3 +171,53 @@ def headline_table(results: dict, horizons=(1, 3, 5, 10), metric: str = "whole")
         m = c[metric]["mean"]
         rows.append({"name": name.replace("_", "-"), **{f"h{h}": m[h - 1] for h in horizons}})
     return rows
+
+
+def format_table(results: dict, horizons=(1, 3, 5, 10)) -> str:
+    """Plain-text table of mean PSNR (whole-frame | changed-pixel) at the given horizons."""
+    whole = headline_table(results, horizons, "whole")
+    changed = headline_table(results, horizons, "changed")
+    head = f"{'':30s}" + "".join(f"{'h=' + str(h):>8s}" for h in horizons)
+    lines = [f"{'whole-frame PSNR (dB)':30s}", head]
+    lines += [f"{r['name']:30s}" + "".join(f"{r[f'h{h}']:8.2f}" for h in horizons) for r in whole]
+    lines += ["", f"{'changed-pixel PSNR (dB)':30s}", head]
+    lines += [f"{r['name']:30s}" + "".join(f"{r[f'h{h}']:8.2f}" for h in horizons) for r in changed]
+    return "\n".join(lines)
+
+
+def comparison_facts(results: dict, histories: dict, a: str = "RSSM", b: str = "Transformer",
+                     horizons=(1, 3, 5, 10)) -> dict:
+    """The numbers the conclusion rests on, computed (not typed): who leads at each horizon and by
+    how much (paired 95% CI), each model's margin over its latent-hold baseline and over copy-last,
+    the teacher-forcing gap at h=10, and the training step-time ratio."""
+    facts = {"lead": {}, "margin_over_latent_hold": {}, "margin_over_copy_last": {}, "teacher_forcing_gap_h10": {}}
+    for metric in ("whole", "changed"):
+        d = paired_margin(results, (b, "mode"), (a, "mode"), metric)
+        facts["lead"][metric] = {h: {"leader": b if d["mean"][h - 1] > 0 else a,
+                                     "by_db": abs(d["mean"][h - 1]), "ci": d["ci"][h - 1]} for h in horizons}
+    for name in (a, b):
+        m = paired_margin(results, (name, "mode"), (name, "latent_hold"), "changed")
+        facts["margin_over_latent_hold"][name] = {h: (m["mean"][h - 1], m["ci"][h - 1]) for h in horizons}
+        c = paired_margin(results, (name, "mode"), ("baselines", "copy_last"), "whole")
+        facts["margin_over_copy_last"][name] = {h: (c["mean"][h - 1], c["ci"][h - 1]) for h in horizons}
+        tf = results["models"][name]["teacher_forced"]["whole"]["mean"][-1]
+        facts["teacher_forcing_gap_h10"][name] = tf - results["models"][name]["mode"]["whole"]["mean"][-1]
+    facts["ms_per_step"] = {n: h["ms_per_step"] for n, h in histories.items()}
+    facts["step_time_ratio"] = histories[b]["ms_per_step"] / histories[a]["ms_per_step"]
+    return facts
+
+
+def print_facts(facts: dict, a: str = "RSSM", b: str = "Transformer") -> None:
+    for metric in ("whole", "changed"):
+        parts = [f"h={h}: {v['leader']} +{v['by_db']:.2f}±{v['ci']:.2f}" for h, v in facts["lead"][metric].items()]
+        print(f"leader, {metric}-frame PSNR (paired 95% CI): " + "; ".join(parts))
+    for name, m in facts["margin_over_latent_hold"].items():
+        print(f"{name} over its latent-hold, changed pixels: "
+              + "; ".join(f"h={h}: {v:+.2f}±{c:.2f}" for h, (v, c) in m.items()))
+    for name, m in facts["margin_over_copy_last"].items():
+        print(f"{name} over copy-last, whole frame: "
+              + "; ".join(f"h={h}: {v:+.2f}±{c:.2f}" for h, (v, c) in m.items()))
+    for name, g in facts["teacher_forcing_gap_h10"].items():
+        print(f"{name} teacher-forcing gap at h=10 (one-step minus open-loop PSNR): {g:.2f} dB")
+    ms = facts["ms_per_step"]
+    print(f"training step: {b} {ms[b]:.0f} ms, {a} {ms[a]:.0f} ms, ratio {facts['step_time_ratio']:.2f}")

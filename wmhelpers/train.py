@@ -136,3 +136,22 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
     history["train_seconds"] = wall
     history["ms_per_step"] = 1000.0 * wall / cfg.train_steps
     return history
+
+
+def load_or_train(model_cls, path, cfg: ExperimentConfig, data: EpisodeDataset, train: EpisodeDataset,
+                  val: EpisodeDataset, progress: bool = True):
+    """(model, history) from the checkpoint at `path` if it matches cfg and data; otherwise say
+    why, train one with the same function and budget, and save it there."""
+    from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+
+    try:
+        model, history = load_checkpoint(path, expect=cfg, data=data)
+        print(f"Loaded {path}: {model.kind}, {history.get('steps')} steps, trained in "
+              f"{history.get('train_seconds', 0):.0f} s on {history.get('device')}.")
+        return model, history
+    except CheckpointError as exc:
+        print(f"Not using {path}: {exc}\nTraining it now with the same function and budget.")
+    model = model_cls.from_config(cfg, num_actions=data.num_actions)
+    history = train_world_model(model, train, val, cfg, progress=progress)
+    save_checkpoint(path, model, cfg, history, data)
+    return model, history

@@ -59,3 +59,55 @@ def check_notebook(path) -> list[str]:
         if len(text.split()) < MIN_CONCLUSION_WORDS or "TODO" in text:
             problems.append(f"the conclusion is empty or unfinished ({len(text.split())} words)")
     return problems
+
+
+NOTEBOOK = "p04_transformer_backbone.ipynb"
+
+
+def run_notebook(path=NOTEBOOK, out=None, smoke: bool = False, timeout: int | None = None) -> dict:
+    """Execute the notebook top to bottom in a fresh kernel (nbclient), from the repository root,
+    with text progress bars (they read in a static render). Writes it to `out` (default: in
+    place) and returns {"seconds": total, "sections": {heading: seconds}}."""
+    import os
+    import time
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    env_before = {k: os.environ.get(k) for k in ("WM_SMOKE", "WM_PROGRESS")}
+    os.environ["WM_PROGRESS"] = "text"
+    os.environ["WM_SMOKE"] = "1" if smoke else "0"
+    start = time.time()
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent.resolve())}}).execute()
+    finally:
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    nbformat.write(nb, Path(out) if out else path)
+    return {"seconds": time.time() - start, "sections": section_times(nb)}
+
+
+def section_times(nb) -> dict:
+    """Seconds spent in the code cells under each '## ' heading (from nbclient's timing metadata)."""
+    from datetime import datetime
+
+    times, heading = {}, "setup"
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("## "):
+                    heading = line[3:].strip()
+        elif cell.cell_type == "code":
+            ex = cell.get("metadata", {}).get("execution", {})
+            a, b = ex.get("iopub.execute_input"), ex.get("shell.execute_reply")
+            if a and b:
+                secs = (datetime.fromisoformat(b.replace("Z", "+00:00"))
+                        - datetime.fromisoformat(a.replace("Z", "+00:00"))).total_seconds()
+                times[heading] = times.get(heading, 0.0) + secs
+    return times
