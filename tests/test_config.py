@@ -94,22 +94,9 @@ def test_from_env_default(monkeypatch, value):
         (dict(env_steps=0), "env_steps"),
         (dict(horizon=0), "horizon"),
         (dict(train_steps=0), "train_steps"),
-        pytest.param(
-            dict(tf_heads=0), "tf_heads",
-            marks=pytest.mark.xfail(strict=True, reason="BUG: tf_heads=0 raises ZeroDivisionError in "
-                                                        "__post_init__ (tf_dim % tf_heads), not ValueError"),
-        ),
-        pytest.param(
-            dict(val_episodes=0), "val_episodes",
-            marks=pytest.mark.xfail(strict=True, reason="BUG: val_episodes=0 is accepted, then "
-                                                        "EpisodeDataset.split raises IndexError"),
-        ),
-        pytest.param(
-            dict(collect_streams=0), "collect_streams",
-            marks=pytest.mark.xfail(strict=True, reason="BUG: collect_streams=0 is accepted, then "
-                                                        "collect() fails with numpy's 'need at least one "
-                                                        "array to concatenate'"),
-        ),
+        (dict(tf_heads=0), "tf_heads"),
+        (dict(val_episodes=0), "val_episodes"),
+        (dict(collect_streams=0), "collect_streams"),
     ],
 )
 def test_bad_values_raise_value_error(bad, key):

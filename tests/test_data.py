@@ -10,9 +10,9 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from conftest import make_arrays, make_dataset, rows_of
 
 import wmhelpers.data as wmdata
-from conftest import make_arrays, make_dataset, rows_of
 from wmhelpers.config import ExperimentConfig
 from wmhelpers.data import EpisodeDataset, cache_paths, load_or_collect
 
@@ -326,17 +326,20 @@ def _missing_json(npz, meta):
     meta.unlink()
 
 
+def _missing_npz(npz, meta):
+    npz.unlink()
+
+
 @pytest.mark.parametrize(
     "damage",
     [
         _truncate,
         _garbage,
-        pytest.param(_bad_deflate, marks=pytest.mark.xfail(
-            strict=True, reason="BUG: load_or_collect does not catch zlib.error from a corrupt deflate stream "
-                                "inside a structurally valid .npz; it crashes instead of recollecting")),
+        _bad_deflate,
         _changed_pixel,
         _broken_json,
         _missing_json,
+        _missing_npz,
     ],
     ids=lambda f: f.__name__.strip("_"),
 )

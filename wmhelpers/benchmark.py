@@ -157,7 +157,7 @@ def run_benchmark(cfg: ExperimentConfig | None = None, horizons=(10, 50, 200), s
     batch = {k: v.to(device) for k, v in train.sample(cfg.batch_size, cfg.seq_len, g).items()}
     ctx = train.sample(16, cfg.context, g)
     obs, act = ctx["obs"].to(device), ctx["action"].to(device)
-    res = {"device": device_name(device), "torch": torch.__version__, "batch": cfg.batch_size,
+    res = {"device": device_name(device), "torch": str(torch.__version__), "batch": cfg.batch_size,
            "seq_len": cfg.seq_len, "amp": str(cfg.resolve_amp_dtype(device)), "train_step_ms": {},
            "imagine_frames_per_s": {"transformer_cached": {}, "transformer_recompute": {}, "rssm": {}}}
     models = {"transformer": TransformerWorldModel.from_config(cfg, data.num_actions),

@@ -51,7 +51,7 @@ def save_checkpoint(path, model, cfg: ExperimentConfig, history: dict | None, da
         "data_fingerprint": data.fingerprint() if data is not None else None,
         "history": history,
         "meta": {
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),  # TorchVersion is not weights_only-safe
             "device": str(model.device),
             "wall_seconds": float(history.get("train_seconds", 0.0)),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

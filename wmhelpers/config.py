@@ -80,7 +80,10 @@ class ExperimentConfig:
             problems.append(f"conv_widths={self.conv_widths}: need 4 widths (64 -> 4 pixels in 4 stride-2 convs)")
         if self.context < 2:
             problems.append(f"context={self.context}: need at least 2 real frames")
-        if self.tf_dim % self.tf_heads:
+        for name in ("tf_heads", "val_episodes", "collect_streams", "tf_layers"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be at least 1")
+        if self.tf_heads >= 1 and self.tf_dim % self.tf_heads:
             problems.append(f"tf_dim={self.tf_dim} is not divisible by tf_heads={self.tf_heads}")
         if self.amp not in ("auto", "bf16", "off"):
             problems.append(f"amp={self.amp!r}: choose 'auto', 'bf16' or 'off'")

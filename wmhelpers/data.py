@@ -17,6 +17,7 @@ import multiprocessing as mp
 import os
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,7 +193,7 @@ def load_or_collect(cfg: ExperimentConfig, progress: bool = True, verbose: bool 
                 if verbose:
                     print(f"Loaded {len(data):,} steps ({data.num_episodes} episodes) from {npz_path}")
                 return data
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, json.JSONDecodeError) as exc:
             reason = f"cache {npz_path} is unreadable or corrupt ({type(exc).__name__}: {str(exc)[:120]})"
     elif npz_path.exists() or meta_path.exists():
         reason = f"cache {npz_path} is incomplete"

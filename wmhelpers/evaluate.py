@@ -162,6 +162,7 @@ def paired_margin(results: dict, a: tuple, b: tuple, metric: str = "changed") ->
 
 def headline_table(results: dict, horizons=(1, 3, 5, 10), metric: str = "whole") -> list[dict]:
     """Rows {name, h1, h3, ...} of mean PSNR for the table in the notebook and README."""
+    horizons = [h for h in horizons if h <= len(results["horizons"])]
     rows = []
     for name, curves in results["models"].items():
         for curve in ("mode", "sampled", "latent_hold", "recon_ceiling", "teacher_forced"):
@@ -175,6 +176,7 @@ def headline_table(results: dict, horizons=(1, 3, 5, 10), metric: str = "whole")
 
 def format_table(results: dict, horizons=(1, 3, 5, 10)) -> str:
     """Plain-text table of mean PSNR (whole-frame | changed-pixel) at the given horizons."""
+    horizons = [h for h in horizons if h <= len(results["horizons"])]
     whole = headline_table(results, horizons, "whole")
     changed = headline_table(results, horizons, "changed")
     head = f"{'':30s}" + "".join(f"{'h=' + str(h):>8s}" for h in horizons)
@@ -190,6 +192,7 @@ def comparison_facts(results: dict, histories: dict, a: str = "RSSM", b: str = "
     """The numbers the conclusion rests on, computed (not typed): who leads at each horizon and by
     how much (paired 95% CI), each model's margin over its latent-hold baseline and over copy-last,
     the teacher-forcing gap at h=10, and the training step-time ratio."""
+    horizons = [h for h in horizons if h <= len(results["horizons"])]
     facts = {"lead": {}, "margin_over_latent_hold": {}, "margin_over_copy_last": {}, "teacher_forcing_gap_h10": {}}
     for metric in ("whole", "changed"):
         d = paired_margin(results, (b, "mode"), (a, "mode"), metric)

@@ -24,12 +24,17 @@ def unimix_logits(logits: torch.Tensor, unimix: float) -> torch.Tensor:
     return probs.log()
 
 
+def sample_one_hot(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A hard one-hot sample [..., V, K] of each categorical (no gradient)."""
+    probs = logits.detach().softmax(-1)
+    idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+    return F.one_hot(idx.squeeze(-1), probs.shape[-1]).reshape(probs.shape).to(probs.dtype)
+
+
 def straight_through_sample(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One-hot sample [..., V, K] whose gradient is that of the probabilities (straight-through)."""
     probs = logits.softmax(-1)
-    idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
-    one_hot = F.one_hot(idx.squeeze(-1), probs.shape[-1]).reshape(probs.shape).to(probs.dtype)
-    return one_hot + probs - probs.detach()
+    return sample_one_hot(logits, generator) + probs - probs.detach()
 
 
 def mode_one_hot(logits: torch.Tensor) -> torch.Tensor:

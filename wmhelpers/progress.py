@@ -11,7 +11,7 @@ def progress_bar(iterable=None, **kwargs):
     if os.environ.get("WM_PROGRESS", "").lower() == "text":
         from tqdm.std import tqdm
 
-        kwargs.setdefault("mininterval", 15.0)  # a handful of lines in the saved notebook, not thousands
+        kwargs.setdefault("mininterval", 30.0)  # a handful of lines in the saved notebook, not thousands
         kwargs.setdefault("ascii", True)
         return tqdm(iterable, **kwargs)
     try:

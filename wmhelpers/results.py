@@ -40,7 +40,7 @@ def save_results(path, results: dict, histories: dict, cfg, data, device: str | 
         "results_version": RESULTS_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": device,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "data_fingerprint": data.fingerprint(),
         "config": cfg.to_dict(),
         "budget": {"train_steps": cfg.train_steps, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len,

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .latent import flat, kl_losses, mode_one_hot
+from .latent import flat, kl_losses, mode_one_hot, sample_one_hot
 from .vae import CategoricalVAE
 
 MODEL_REGISTRY: dict[str, type["WorldModel"]] = {}
@@ -133,5 +133,5 @@ class WorldModel(nn.Module):
     def _pick(self, logits: torch.Tensor, sample: bool, generator) -> torch.Tensor:
         """Mode (argmax) or sampled one-hot latent, flat [..., D]."""
         if sample:
-            return self.vae.sample(logits, generator).detach()
+            return flat(sample_one_hot(logits, generator))  # exact 0/1: nothing to differentiate here
         return flat(mode_one_hot(logits))
