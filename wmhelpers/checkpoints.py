@@ -62,6 +62,7 @@ def save_checkpoint(path, model, cfg: ExperimentConfig, history: dict | None, da
     os.close(fd)
     try:
         torch.save(ckpt, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a checkpoint is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
