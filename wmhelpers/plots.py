@@ -110,24 +110,26 @@ def kl_curve(histories: dict, free_bits: float = 1.0) -> Figure:
     return fig
 
 
-def _band(ax, x, curve, color, label, ls="-", marker=None, alpha=0.15):
+def _band(ax, x, curve, color, label, ls="-", marker=None, alpha=0.15, lw=1.5):
     m, ci = np.asarray(curve["mean"]), np.asarray(curve["ci"])
-    ax.plot(x, m, color=color, ls=ls, label=label, marker=marker, markevery=[h - 1 for h in MARKED if h <= len(x)])
+    ax.plot(x, m, color=color, ls=ls, lw=lw, label=label, marker=marker,
+            markevery=[h - 1 for h in MARKED if h <= len(x)])
     ax.fill_between(x, m - ci, m + ci, color=color, alpha=alpha, lw=0)
 
 
 def psnr_vs_horizon(results: dict, metrics=("whole", "changed"), show_sampled: bool = True) -> Figure:
-    """PSNR per imagined step for both models (mode rollouts, bold, CI bands), their latent-hold
-    baselines (dashed), reconstruction ceilings (dotted, flat), and the model-free baselines."""
+    """PSNR per imagined step for both models (mode rollouts: bold with markers and CI bands; mean of
+    sampled rollouts: thin), their latent-hold baselines (dashed), reconstruction ceilings (dotted,
+    flat), and the model-free baselines (grey)."""
     titles = {"whole": "whole-frame PSNR", "changed": "changed-pixel PSNR (where things move)"}
     fig, axes = _figure(6.0 * len(metrics), 4.3, ncols=len(metrics))
     x = np.asarray(results["horizons"])
     for ax, metric in zip(axes[0], metrics):
         for name, curves in results["models"].items():
             c = MODEL_COLORS.get(name)
-            _band(ax, x, curves["mode"][metric], c, f"{name} (mode)", marker="o")
+            _band(ax, x, curves["mode"][metric], c, f"{name} (mode)", marker="o", lw=2.2)
             if show_sampled:
-                _band(ax, x, curves["sampled"][metric], c, f"{name} (mean of samples)", ls=(0, (5, 1)), alpha=0.0)
+                _band(ax, x, curves["sampled"][metric], c, f"{name} (mean of sampled rollouts)", alpha=0.0, lw=0.8)
             _band(ax, x, curves["latent_hold"][metric], c, f"{name} latent-hold", ls="--", alpha=0.08)
             ceil = np.mean(curves["recon_ceiling"][metric]["mean"])
             ax.axhline(ceil, color=c, ls=":", lw=1, label=f"{name} reconstruction ceiling")
