@@ -13,6 +13,12 @@ from wmhelpers.notebook import DELIVERABLE_TAGS, NOTEBOOK, check_notebook, run_n
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _stream_text(nb: dict) -> str:
+    """All stream output of a notebook as one string (nbformat stores text as a str or a list)."""
+    parts = [o.get("text", "") for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    return "".join("".join(p) if isinstance(p, list) else p for p in parts)
+
+
 def _nb(cells):
     nb = nbformat.v4.new_notebook()
     nb.cells = cells
@@ -70,7 +76,7 @@ def test_committed_notebook_passes_the_check():
 
 def test_committed_notebook_ran_the_full_config():
     nb = json.loads((ROOT / NOTEBOOK).read_text())
-    text = "".join(o.get("text", "") for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+    text = _stream_text(nb)
     assert "smoke mode: False" in text
 
 
@@ -79,6 +85,6 @@ def test_notebook_runs_top_to_bottom_in_smoke_mode(tmp_path):
     info = run_notebook(ROOT / NOTEBOOK, out=out, smoke=True, timeout=600)
     assert check_notebook(out) == []
     nb = json.loads(out.read_text())
-    text = "".join(o.get("text", "") for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+    text = _stream_text(nb)
     assert "smoke mode: True" in text
     assert info["sections"]  # timing per section was recorded

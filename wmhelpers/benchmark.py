@@ -100,7 +100,7 @@ def imagination_fps(model, obs: torch.Tensor, actions: torch.Tensor, horizon: in
 
 
 def attention_cost_sweep(cfg: ExperimentConfig, seq_lens=(16, 64, 256, 1024), batch: int = 8,
-                         repeats: int = 3, device=None) -> dict:
+                         repeats: int = 5, warmup: int = 2, device=None) -> dict:
     """Dynamics-only training step (forward + backward, no conv) vs sequence length.
 
     Transformer: cfg-sized TransformerDynamics with a window covering the whole sequence, so
@@ -137,8 +137,10 @@ def attention_cost_sweep(cfg: ExperimentConfig, seq_lens=(16, 64, 256, 1024), ba
                 hs.append(h)
             rssm.prior(torch.stack(hs, 1)).mean().backward()
 
-        out["transformer_ms"].append(_median_ms(tf_step, repeats, 1, device))
-        out["gru_ms"].append(_median_ms(gru_step, repeats, 1, device))
+        # two warm-up calls: the first call at a new shape pays one-time kernel setup (measured here:
+        # 150 ms instead of ~20 ms for the first Transformer point with a single warm-up)
+        out["transformer_ms"].append(_median_ms(tf_step, repeats, warmup, device))
+        out["gru_ms"].append(_median_ms(gru_step, repeats, warmup, device))
     return out
 
 
