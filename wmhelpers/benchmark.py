@@ -15,6 +15,7 @@ import time
 import torch
 
 from .config import ExperimentConfig
+from .train import _sync
 
 
 def device_name(device: torch.device) -> str:
@@ -33,11 +34,6 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return f"cpu: {name}, {torch.get_num_threads()} threads"
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _median_ms(fn, repeats: int, warmup: int, device) -> float:

@@ -140,26 +140,21 @@ def collect(cfg: ExperimentConfig, progress: bool = True) -> "EpisodeDataset":
     return EpisodeDataset(arrays, _metadata(cfg, num_actions))
 
 
-def _metadata(cfg: ExperimentConfig, num_actions: int) -> dict:
-    import ale_py
-    import gymnasium
-
+def _settings(cfg: ExperimentConfig) -> dict:
+    """The metadata that must agree with the config for a cache to be reused."""
     return {
-        "cache_format": CACHE_FORMAT,
-        "env_id": cfg.env_id,
-        "seed": cfg.seed,
-        "env_steps": cfg.env_steps,
-        "frame_size": cfg.frame_size,
-        "frameskip": cfg.frameskip,
-        "collect_streams": cfg.collect_streams,
-        "num_actions": num_actions,
-        "gymnasium_version": gymnasium.__version__,
-        "ale_py_version": ale_py.__version__,
+        "cache_format": CACHE_FORMAT, "env_id": cfg.env_id, "seed": cfg.seed, "env_steps": cfg.env_steps,
+        "frame_size": cfg.frame_size, "frameskip": cfg.frameskip, "collect_streams": cfg.collect_streams,
     }
 
 
-# The metadata keys that must agree with the config for a cache to be reused.
-_MATCH_KEYS = ("cache_format", "env_id", "seed", "env_steps", "frame_size", "frameskip", "collect_streams")
+def _metadata(cfg: ExperimentConfig, num_actions: int) -> dict:
+    """The settings plus what was observed and the library versions (recorded, not matched)."""
+    import ale_py
+    import gymnasium
+
+    return dict(_settings(cfg), num_actions=num_actions, gymnasium_version=gymnasium.__version__,
+                ale_py_version=ale_py.__version__)
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,8 +178,8 @@ def load_or_collect(cfg: ExperimentConfig, progress: bool = True, verbose: bool 
     if npz_path.exists() and meta_path.exists():
         try:
             meta = json.loads(meta_path.read_text())
-            wanted = _metadata_for_match(cfg)
-            diff = [k for k in _MATCH_KEYS if meta.get(k) != wanted[k]]
+            wanted = _settings(cfg)
+            diff = [k for k in wanted if meta.get(k) != wanted[k]]
             if diff:
                 changes = ", ".join(f"{k}: {meta.get(k)} != {wanted[k]}" for k in diff)
                 reason = f"cache made with other settings ({changes})"
@@ -204,13 +199,6 @@ def load_or_collect(cfg: ExperimentConfig, progress: bool = True, verbose: bool 
     if verbose:
         print(f"Collected {len(data):,} steps ({data.num_episodes} episodes), cached in {npz_path}")
     return data
-
-
-def _metadata_for_match(cfg: ExperimentConfig) -> dict:
-    return {
-        "cache_format": CACHE_FORMAT, "env_id": cfg.env_id, "seed": cfg.seed, "env_steps": cfg.env_steps,
-        "frame_size": cfg.frame_size, "frameskip": cfg.frameskip, "collect_streams": cfg.collect_streams,
-    }
 
 
 def save_cache(data: "EpisodeDataset", npz_path: Path, meta_path: Path) -> None:
