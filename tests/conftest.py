@@ -22,7 +22,7 @@ def tiny_config(tmp_path=None, **overrides) -> ExperimentConfig:
     """A config small enough to build and run both world models on a CPU in milliseconds."""
     kwargs = dict(
         conv_widths=(8, 8, 8, 8), tf_dim=32, tf_heads=2, tf_layers=2, hidden=32, rssm_deter=32,
-        seq_len=8, batch_size=4, device="cpu", amp="off",
+        seq_len=8, batch_size=4, device="cpu", amp="off", val_episodes=2,
     )
     if tmp_path is not None:
         kwargs.update(data_dir=str(tmp_path / "data"), checkpoint_dir=str(tmp_path / "checkpoints"))

@@ -175,7 +175,7 @@ def test_format_version_mismatch_named(saved):
 
 def test_all_mismatches_in_one_error(saved, data):
     kind, cfg, model, path = saved
-    _rewrite(path, format_version=2)
+    _rewrite(path, format_version=ckpts.FORMAT_VERSION + 1)
     other = make_dataset([5, 5], num_actions=NUM_ACTIONS + 1)
     msg = _error(path, expect=cfg.replace(env_id="ALE/Pong-v5", latent_vars=16, seq_len=4), data=other)
     for key in ("format_version", "env_id", "latent_vars", "seq_len", "num_actions", "data_fingerprint"):

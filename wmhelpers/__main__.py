@@ -42,6 +42,19 @@ def benchmark(args) -> int:
     return 0
 
 
+def seeds_cmd(args) -> int:
+    import torch
+
+    from .config import ExperimentConfig
+    from .seeds import run_seeds
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
+    run_seeds(cfg, args.seeds, kinds=tuple(args.models), out=args.out)
+    return 0
+
+
 def check_notebook_cmd(args) -> int:
     from .notebook import check_notebook
 
@@ -77,6 +90,15 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny data (same as WM_SMOKE=1)")
     p.add_argument("--no-sweep", action="store_true", help="skip the attention-cost sweep")
     p.set_defaults(fn=benchmark)
+    p = sub.add_parser("seeds", help="train both world models per training seed (resumable) and write "
+                                     "checkpoints/p04_seeds.json")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="training seeds (default 0-4)")
+    p.add_argument("--models", nargs="+", choices=("rssm", "transformer"), default=["rssm", "transformer"],
+                   help="train only these (to run two processes side by side); evaluation and the file need both")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--out", help="seeds file (default: <checkpoint_dir>/p04_seeds.json)")
+    p.add_argument("--smoke", action="store_true", help="tiny budgets (same as WM_SMOKE=1)")
+    p.set_defaults(fn=seeds_cmd)
     p = sub.add_parser("run-notebook", help="execute the notebook top to bottom in a fresh kernel, in place")
     p.add_argument("path", nargs="?", default="p04_transformer_backbone.ipynb")
     p.add_argument("--out", help="write the executed notebook here instead of in place")

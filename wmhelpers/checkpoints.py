@@ -1,7 +1,7 @@
 """Checkpoints: a plain dict saved with torch.save and loaded with weights_only=True.
 
 A checkpoint from a classmate must not be able to run code, so everything outside the tensors
-is plain Python (str, int, float, bool, list, dict, None). Layout (FORMAT_VERSION 1):
+is plain Python (str, int, float, bool, list, dict, None). Layout (FORMAT_VERSION 2):
 
     format_version    int
     kind              "rssm" | "transformer"   (the registry key of the model class)
@@ -9,13 +9,15 @@ is plain Python (str, int, float, bool, list, dict, None). Layout (FORMAT_VERSIO
     experiment        dict: the ExperimentConfig it was trained with
     data_fingerprint  sha256 of the dataset it was trained on
     history           dict: what train_world_model returned
-    meta              dict: torch version, device, wall seconds, created (UTC, ISO 8601)
+    meta              dict: torch version, device (a name), device_record ({type, name, threads}),
+                      wall seconds, created (UTC, ISO 8601)
     state_dict        the model's tensors (stored on the CPU)
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import os
 import pickle
 import tempfile
@@ -24,14 +26,12 @@ from pathlib import Path
 
 import torch
 
-from .config import ExperimentConfig
+from .config import RUN_ENVIRONMENT_FIELDS, ExperimentConfig
+from .device import device_name, device_record
 from .world_model import MODEL_REGISTRY
 
-FORMAT_VERSION = 1
-
-# ExperimentConfig fields that must agree for a checkpoint to take part in this comparison.
-_EXPERIMENT_KEYS = ("env_id", "frame_size", "frameskip", "env_steps", "seed", "latent_vars", "latent_classes",
-                    "batch_size", "seq_len", "train_steps", "lr")
+# 2: every ExperimentConfig field is compared (by exclusion), train_seed exists, meta.device_record.
+FORMAT_VERSION = 2
 
 
 class CheckpointError(ValueError):
@@ -52,7 +52,8 @@ def save_checkpoint(path, model, cfg: ExperimentConfig, history: dict | None, da
         "history": history,
         "meta": {
             "torch_version": str(torch.__version__),  # TorchVersion is not weights_only-safe
-            "device": str(model.device),
+            "device": device_name(model.device),
+            "device_record": history.get("device_record") or device_record(model.device),
             "wall_seconds": float(history.get("train_seconds", 0.0)),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         },
@@ -98,10 +99,19 @@ def checkpoint_mismatches(ckpt: dict, expect: ExperimentConfig | None = None, da
     exp = ckpt.get("experiment", {})
     mc = ckpt.get("model_config", {})
     if expect is not None:
+        # By exclusion: every field that can change the trained weights or their data is compared,
+        # including fields added after this code was written (config.RUN_ENVIRONMENT_FIELDS says why
+        # each skipped field cannot).
         want = expect.to_dict()
-        for k in _EXPERIMENT_KEYS:
-            if exp.get(k) != want[k]:
-                diffs.append(f"{k}: checkpoint {exp.get(k)!r} != expected {want[k]!r}")
+        for k in sorted(set(want) | set(exp)):
+            if k in RUN_ENVIRONMENT_FIELDS:
+                continue
+            if k not in exp:
+                diffs.append(f"{k}: missing from the checkpoint (made by an older version) != expected {want[k]!r}")
+            elif k not in want:
+                diffs.append(f"{k}: checkpoint has {exp[k]!r}, a field this version does not know")
+            elif exp[k] != want[k]:
+                diffs.append(f"{k}: checkpoint {exp[k]!r} != expected {want[k]!r}")
     if data is not None:
         if mc.get("num_actions") != data.num_actions:
             diffs.append(f"num_actions: checkpoint {mc.get('num_actions')!r} != expected {data.num_actions!r}")
@@ -109,6 +119,19 @@ def checkpoint_mismatches(ckpt: dict, expect: ExperimentConfig | None = None, da
             diffs.append(f"data_fingerprint: checkpoint {str(ckpt.get('data_fingerprint'))[:12]}... "
                          f"!= expected {data.fingerprint()[:12]}...")
     return diffs
+
+
+def _constructor_arguments(cls) -> set[str]:
+    """Names a model class's constructor accepts, following **kwargs up to the base classes."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is object or klass.__module__.startswith("torch"):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def load_checkpoint(path, expect: ExperimentConfig | None = None, data=None, device=None):
@@ -131,6 +154,10 @@ def load_checkpoint(path, expect: ExperimentConfig | None = None, data=None, dev
             + f"\nRebuild it with: {cls.rebuild_command}{smoke}"
         )
     mc = dict(ckpt["model_config"])
+    unknown = sorted(set(mc) - _constructor_arguments(cls))
+    if unknown:
+        raise CheckpointError(f"{path}: model_config has key(s) {unknown} that a {kind} model does not take "
+                              f"(written by another version of wmhelpers?).\nRebuild it with: {cls.rebuild_command}")
     model = cls(**{k: tuple(v) if k == "conv_widths" else v for k, v in mc.items()})
     try:
         model.load_state_dict(ckpt["state_dict"])

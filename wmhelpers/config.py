@@ -22,8 +22,14 @@ class ExperimentConfig:
     frameskip: int = 4
     env_steps: int = 50_000  # random-policy steps collected (all streams together)
     collect_streams: int = 2  # independent env copies, seeds seed+i; fixed so data never depends on core count
-    val_episodes: int = 2  # the last episodes in storage order are validation only
-    seed: int = 0
+    # 4 held-out episodes (7,148 steps): enough for ~390 non-overlapping evaluation windows of
+    # context + horizon frames, so the window CIs need no correction for overlap (with 2 episodes
+    # the old 256 overlapping windows reused each frame ~2.6 times).
+    val_episodes: int = 4  # the last episodes in storage order are validation only
+    seed: int = 0  # the DATA seed: env streams, the split, the validation and evaluation windows
+    # The TRAINING seed: initialisation, batch order, latent sampling and dropout. Varying it alone
+    # (python -m wmhelpers seeds) measures training noise on fixed data and fixed windows.
+    train_seed: int = 0
 
     # --- shared observation model and latent (identical for both world models) -----------
     conv_widths: tuple[int, ...] = (16, 32, 64, 128)
@@ -44,7 +50,7 @@ class ExperimentConfig:
 
     # --- the shared training budget ---------------------------------------------------------
     batch_size: int = 16
-    seq_len: int = 16
+    seq_len: int = 16  # >= 2: the dynamics loss pairs the prediction made at a_t with z_{t+1}
     # 1,750 steps at lr 1e-3 for BOTH models. Measured here: at 2,000 and 2,500 steps both models
     # beat their latent-hold baselines on changed pixels at every horizon, but the Transformer's
     # step took 380-410 ms on 2 CPU cores and the full notebook 826-891 s, too close to the
@@ -61,7 +67,7 @@ class ExperimentConfig:
     # --- evaluation -------------------------------------------------------------------------
     context: int = 8
     horizon: int = 10
-    eval_windows: int = 256
+    eval_windows: int = 512  # at most this many non-overlapping windows (4 episodes give ~396)
     eval_samples: int = 4  # sampled rollouts averaged beside the mode rollout
     changed_threshold: float = 8 / 255  # a pixel "changed" if it differs from the last context frame by more
     sweep_seq_lens: tuple[int, ...] = (16, 64, 256, 1024)  # attention-cost sweep (time steps)
@@ -91,6 +97,9 @@ class ExperimentConfig:
         for name in ("env_steps", "batch_size", "seq_len", "train_steps", "log_every", "horizon", "eval_windows"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}={getattr(self, name)} must be positive")
+        if 0 < self.seq_len < 2:
+            problems.append(f"seq_len={self.seq_len}: need at least 2 steps (the dynamics loss scores the "
+                            "prediction made at step t against the latent of step t+1)")
         if problems:
             raise ValueError("Bad ExperimentConfig: " + "; ".join(problems))
 
@@ -107,11 +116,42 @@ class ExperimentConfig:
         return cls(**small)
 
     @classmethod
+    def gpu(cls, **overrides) -> "ExperimentConfig":
+        """The CUDA preset: the CPU default with a larger budget (everything else identical).
+
+        How the number was chosen (no T4 was available to measure; from H100 figures, see
+        ../shared/GPU.md): on an H100 a training step took 21-27 ms (Transformer) and 49 ms (RSSM)
+        at batch 16x16, launch-bound rather than compute-bound, so a T4 behind Colab's slower host
+        CPU is assumed ~2x slower: ~50 + ~100 ms per step for the pair. The notebook's 10-minute
+        T4 target leaves ~7.5 min for training both models after data collection (~30 s), the
+        pip install and evaluation: 450 s / 0.15 s = 3,000 steps. Both models are trained on the
+        device with this budget, so the comparison stays identical in everything but budget.
+        """
+        # its own folder: a GPU-budget checkpoint must never replace the shipped CPU-budget ones
+        return cls(**{"train_steps": 3_000, "checkpoint_dir": "checkpoints/gpu", **overrides})
+
+    @classmethod
     def from_env(cls, **overrides) -> "ExperimentConfig":
-        """The smoke config when the environment variable WM_SMOKE=1, else the full default."""
+        """WM_SMOKE=1 -> the smoke config; on a CUDA device -> the GPU preset; else the CPU default.
+
+        WM_PRESET=cpu forces the CPU default on a GPU machine (to reproduce the shipped numbers)."""
         if os.environ.get("WM_SMOKE", "0").strip().lower() in ("1", "true", "yes"):
             return cls.smoke(**overrides)
+        preset = os.environ.get("WM_PRESET", "auto").strip().lower()
+        if preset not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"WM_PRESET={preset!r}: choose 'auto', 'cpu' or 'gpu'")
+        if preset == "gpu" or (preset == "auto" and cls(**overrides).resolve_device().type == "cuda"):
+            return cls.gpu(**overrides)
         return cls(**overrides)
+
+    @property
+    def preset(self) -> str:
+        """Which budget this is, for the device line and the conclusion: "smoke", "gpu", "cpu" or "custom"."""
+        if self.smoke_mode:
+            return "smoke"
+        if self.train_steps == type(self).gpu().train_steps:
+            return "gpu"
+        return "cpu" if self.train_steps == type(self)().train_steps else "custom"
 
     def replace(self, **changes) -> "ExperimentConfig":
         return dataclasses.replace(self, **changes)
@@ -147,17 +187,29 @@ class ExperimentConfig:
             return torch.device("mps")
         return torch.device("cpu")
 
-    def resolve_amp_dtype(self, device: torch.device) -> torch.dtype | None:
-        """bf16 autocast for the conv parts where it helps (CUDA with bf16, CPUs with AMX)."""
-        if self.amp == "off":
-            return None
-        if self.amp == "bf16":
-            return torch.bfloat16
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-        if device.type == "cpu":
-            # Only CPUs with AMX tiles run bf16 convolutions faster than fp32 (measured ~1.8x here);
-            # elsewhere bf16 on CPU is emulated and slower, so stay in fp32.
-            has_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-            return torch.bfloat16 if has_amx else None
-        return None
+    def resolve_amp_dtype(self, device: torch.device | str | None = None) -> torch.dtype | None:
+        """The autocast dtype for the conv parts on `device` (see device.resolve_amp_dtype)."""
+        from .device import resolve_amp_dtype
+
+        return resolve_amp_dtype(self.amp, device if device is not None else self.resolve_device())
+
+
+# Fields that describe where and how a run happens, not what is trained: a checkpoint is compared
+# with the experiment on EVERY other field (checkpoints.checkpoint_mismatches), so a new field is
+# compared by default and cannot be forgotten. Each entry says why it cannot change the trained
+# weights or the data they were trained on.
+RUN_ENVIRONMENT_FIELDS = {
+    "device": "the same model on another device (wall clock is recorded separately, with the device)",
+    "amp": "a precision choice of the machine, like the device (auto picks what is fast there)",
+    "data_dir": "where the cache lives; the data themselves are checked by their fingerprint",
+    "checkpoint_dir": "where files are written",
+    "smoke_mode": "a label; the smoke budgets themselves are compared field by field",
+    "log_every": "how often validation is recorded; validation never touches the training RNG",
+    "val_windows": "how many windows the validation curve averages; not used by training",
+    "context": "evaluation protocol, applied after training",
+    "horizon": "evaluation protocol, applied after training",
+    "eval_windows": "evaluation protocol, applied after training",
+    "eval_samples": "evaluation protocol, applied after training",
+    "changed_threshold": "evaluation protocol, applied after training",
+    "sweep_seq_lens": "the attention-cost sweep builds its own throwaway models",
+}

@@ -15,6 +15,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import queue as queue_module
 import sys
 import zipfile
 import zlib
@@ -111,7 +112,18 @@ def collect(cfg: ExperimentConfig, progress: bool = True) -> "EpisodeDataset":
                 p = ctx.Process(target=_collect_stream, args=(cfg.to_dict(), i, per_stream[i], queue), daemon=True)
                 p.start()
                 running[i] = p
-            kind, stream, payload, n = queue.get(timeout=600)
+            try:
+                # A short timeout, so a worker that died without a word (killed, out of memory,
+                # a crash in the emulator) is noticed within a second, not after minutes.
+                kind, stream, payload, n = queue.get(timeout=1.0)
+            except queue_module.Empty:
+                for i, p in running.items():
+                    if not p.is_alive() and p.exitcode != 0:
+                        raise RuntimeError(
+                            f"data collection worker for env stream {i} (seed {cfg.seed + i}) died with exit "
+                            f"code {p.exitcode} before finishing; nothing was cached. Run again; if it keeps "
+                            f"dying, try collect_streams=1 or free some memory.") from None
+                continue
             if kind == "error":
                 raise RuntimeError(f"data collection worker {stream} failed: {payload}")
             num_actions = max(num_actions, n)

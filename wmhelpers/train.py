@@ -14,15 +14,8 @@ import torch
 
 from .config import ExperimentConfig
 from .data import EpisodeDataset
+from .device import device_name, device_record, sync
 from .progress import progress_bar
-
-
-def _sync(device: torch.device) -> None:
-    """Wait for queued device work, so the wall clock measures it (CUDA/MPS run asynchronously)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def validation_windows(val: EpisodeDataset, cfg: ExperimentConfig) -> dict:
@@ -50,19 +43,22 @@ def next_frame_mse(model, windows: dict, chunk: int = 16) -> float:
 
 @torch.no_grad()
 def validation_loss(model, windows: dict, seed: int, chunk: int = 16) -> dict:
-    """The model's own loss terms on the fixed validation windows (latent samples seeded, so repeatable)."""
+    """The model's own loss terms on the fixed validation windows.
+
+    Its latent samples come from a private generator seeded with `seed`, so validation is
+    repeatable AND leaves every global RNG stream (CPU and GPU) exactly where training left it:
+    how often validation runs cannot change the trained weights."""
     was_training = model.training
     model.eval()
     sums, n = {}, 0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for i in range(0, len(windows["obs"]), chunk):
-            batch = {k: v[i : i + chunk] for k, v in windows.items() if k != "start"}
-            _, terms = model.loss(batch)
-            b = len(batch["obs"])
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v * b
-            n += b
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    for i in range(0, len(windows["obs"]), chunk):
+        batch = {k: v[i : i + chunk] for k, v in windows.items() if k != "start"}
+        _, terms = model.loss(batch, generator=generator)
+        b = len(batch["obs"])
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v * b
+        n += b
     model.train(was_training)
     return {k: v / n for k, v in sums.items()}
 
@@ -78,16 +74,23 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
     history = {
       "kind", "steps", "step": [..], "wall_seconds": [..] (training only, validation excluded),
       "train": {term: [..]} (mean over the steps since the last record), "val": {term: [..]},
-      "val_next_frame_mse": [..], "ms_per_step", "train_seconds", "device",
+      "val_next_frame_mse": [..], "ms_per_step", "train_seconds",
+      "device": "cpu: AMD EPYC, 2 threads" (device.device_name), "device_record": {type, name, threads},
+      "train_seed",
     }
     Records are taken at step 0 (before any update), every cfg.log_every steps and at the end.
+
+    cfg.train_seed drives every random choice of training (dropout, latent sampling, batch order;
+    the model's initialisation is seeded by `from_config`); the data and the validation windows
+    follow cfg.seed and stay fixed.
     """
     device = model.device
-    torch.manual_seed(cfg.seed)  # latent sampling and dropout
-    batches = torch.Generator().manual_seed(cfg.seed)  # the same batches for every model
+    torch.manual_seed(cfg.train_seed)  # latent sampling and dropout
+    batches = torch.Generator().manual_seed(cfg.train_seed)  # the same batches for every model
     optimizer = make_optimizer(model, cfg)
     windows = validation_windows(val, cfg)
-    history = {"kind": model.kind, "steps": cfg.train_steps, "device": str(device), "step": [],
+    history = {"kind": model.kind, "steps": cfg.train_steps, "device": device_name(device),
+               "device_record": device_record(device), "train_seed": cfg.train_seed, "step": [],
                "wall_seconds": [], "train": {}, "val": {}, "val_next_frame_mse": []}
     running: dict[str, float] = {}
     since = 0
@@ -109,7 +112,7 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
     bar = progress_bar(range(1, cfg.train_steps + 1), desc=desc or f"training {model.kind}", disable=not progress)
     for step in bar:
         batch = train.sample(cfg.batch_size, cfg.seq_len, batches)
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         loss, terms = model.loss(batch)
         bad = [k for k, v in terms.items() if not math.isfinite(v)]
@@ -122,7 +125,7 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-        _sync(device)
+        sync(device)
         wall += time.perf_counter() - start
         for k, v in terms.items():
             running[k] = running.get(k, 0.0) + v
@@ -139,16 +142,25 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
 
 
 def load_or_train(model_cls, path, cfg: ExperimentConfig, data: EpisodeDataset, train: EpisodeDataset,
-                  val: EpisodeDataset, progress: bool = True):
+                  val: EpisodeDataset, progress: bool = True, train_here_if_foreign: bool = False):
     """(model, history) from the checkpoint at `path` if it matches cfg and data; otherwise say
-    why, train one with the same function and budget, and save it there."""
-    from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+    why, train one with the same function and budget, and save it there.
 
+    train_here_if_foreign: also retrain when the checkpoint was trained on another kind of device
+    and this one is a GPU, where training is cheap, so wall clocks compare like with like."""
+    from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+    from .wallclock import train_here
+
+    device = cfg.resolve_device()
     try:
         model, history = load_checkpoint(path, expect=cfg, data=data)
-        print(f"Loaded {path}: {model.kind}, {history.get('steps')} steps, trained in "
-              f"{history.get('train_seconds', 0):.0f} s on {history.get('device')}.")
-        return model, history
+        if train_here_if_foreign and train_here(history, device):
+            print(f"{path} was trained on {history.get('device')}; this is {device_name(device)}, so it is "
+                  f"trained again here with the same budget (wall clocks only compare on one device).")
+        else:
+            print(f"Loaded {path}: {model.kind}, {history.get('steps')} steps, trained in "
+                  f"{history.get('train_seconds', 0):.0f} s on {history.get('device')}.")
+            return model, history
     except CheckpointError as exc:
         print(f"Not using {path}: {exc}\nTraining it now with the same function and budget.")
     model = model_cls.from_config(cfg, num_actions=data.num_actions)

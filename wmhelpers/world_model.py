@@ -66,8 +66,8 @@ class WorldModel(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, num_actions: int, device: torch.device | str | None = None) -> "WorldModel":
-        """A fresh model sized by the ExperimentConfig, seeded by cfg.seed, on cfg's device."""
-        torch.manual_seed(cfg.seed)
+        """A fresh model sized by the ExperimentConfig, initialised from cfg.train_seed, on cfg's device."""
+        torch.manual_seed(cfg.train_seed)
         model = cls(num_actions=num_actions, **cls.backbone_kwargs(cfg), **cls.shared_kwargs(cfg))
         return model.to(device or cfg.resolve_device())
 
@@ -100,11 +100,14 @@ class WorldModel(nn.Module):
         raise NotImplementedError
 
     # ---- shared -----------------------------------------------------------------------------------
-    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Total loss on a batch from EpisodeDataset.sample, and each term as a float."""
+    def loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """Total loss on a batch from EpisodeDataset.sample, and each term as a float.
+
+        Latents are sampled from `generator` (on the model's device) when given, else from the
+        global RNG: validation passes its own generator so it never moves the training streams."""
         obs = batch["obs"].to(self.device)
         action = batch["action"].to(self.device)
-        out = self.teacher_forced(obs, action, sample=True)
+        out = self.teacher_forced(obs, action, sample=True, generator=generator)
         recon = self.vae.recon_loss(self.vae.decode_mean(out["latent"]), obs)
         # next_logits[:, t] is the prediction of frame t+1's latent made at step t
         dyn, rep, kl = kl_losses(out["post_logits"][:, 1:], out["next_logits"][:, :-1], self.free_bits)

@@ -1,0 +1,74 @@
+"""Wall clock only between runs on the same device.
+
+A CPU step time differs 2x between CPU models (and with the thread count), and a GPU step is
+10-20x faster, so the training-efficiency plot may only put two runs on one time axis when both
+were trained on the same kind of device (device.same_device). The Transformer is always trained
+in the notebook, on this device; the RSSM comes from a checkpoint that may have been trained
+elsewhere. Then:
+
+- on a GPU, the RSSM is trained here with the same budget (cheap there): `load_or_train(...,
+  train_here_if_foreign=True)` in train.py;
+- otherwise its curve is kept per gradient step, and for the time axis it is PROJECTED: a short
+  burst of RSSM training steps is timed on this device and the checkpoint's steps are placed at
+  that pace. The projected curve says so in its legend, and the conclusion compares it as such.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .device import device_name, device_record, same_device
+
+
+def foreign(history: dict, device: torch.device | str) -> bool:
+    """True when `history` was not trained on this kind of device (or does not say where)."""
+    return not same_device(history.get("device_record"), device_record(device))
+
+
+def train_here(history: dict, device: torch.device | str) -> bool:
+    """Retrain a checkpoint here? Only on a GPU (cheap there) and only if it came from elsewhere."""
+    return torch.device(device).type == "cuda" and foreign(history, device)
+
+
+def burst_ms_per_step(model_cls, cfg, train, num_actions: int, steps: int = 8) -> float:
+    """Median ms of `steps` full training steps (loss, backward, Adam) of a fresh model here.
+    Seconds of work: what a student's laptop can afford to learn its own pace."""
+    from .benchmark import train_step_ms
+
+    model = model_cls.from_config(cfg, num_actions=num_actions)
+    g = torch.Generator().manual_seed(cfg.train_seed)
+    batch = {k: v.to(model.device) for k, v in train.sample(cfg.batch_size, cfg.seq_len, g).items()}
+    return train_step_ms(model, batch, lr=cfg.lr, repeats=steps, warmup=2)
+
+
+def project(history: dict, ms_per_step: float, device: torch.device | str) -> dict:
+    """A copy of `history` whose wall clock is steps x ms_per_step measured on `device`, marked projected."""
+    out = copy.deepcopy(history)
+    out["wall_seconds"] = [s * ms_per_step / 1000.0 for s in history["step"]]
+    out["projected_from"] = {"device": history.get("device"), "ms_per_step": history.get("ms_per_step"),
+                             "train_seconds": history.get("train_seconds")}
+    out["ms_per_step"] = ms_per_step
+    out["train_seconds"] = history["step"][-1] * ms_per_step / 1000.0
+    out["device"] = f"{device_name(device)} (projected)"
+    out["device_record"] = device_record(device)
+    return out
+
+
+def on_this_device(histories: dict, device, measure) -> tuple[dict, list[str]]:
+    """Histories ready for one time axis on `device`, and one line per replaced run saying why.
+
+    `measure(name) -> ms per step` times a burst of that model here (burst_ms_per_step); it is
+    only called for runs trained elsewhere."""
+    out, notes = {}, []
+    for name, h in histories.items():
+        if not foreign(h, device):
+            out[name] = h
+            continue
+        ms = measure(name)
+        out[name] = project(h, ms, device)
+        notes.append(f"{name}: trained on {h.get('device') or 'an unrecorded device'}, not on this "
+                     f"{device_name(device)}; its wall clock is not comparable, so its curve is projected "
+                     f"onto this device from a burst timed here ({ms:.0f} ms/step); per gradient step it is exact.")
+    return out, notes
