@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import nbformat
 
 from wmhelpers.__main__ import main
+from wmhelpers.config import ExperimentConfig
+from wmhelpers.data import cache_paths
 from wmhelpers.notebook import DELIVERABLE_TAGS, NOTEBOOK, check_notebook, run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_outside_the_repo(source, tmp_path, monkeypatch, **kwargs) -> tuple[Path, dict]:
+    """Run a copy of the notebook `source` in tmp_path; returns (executed notebook, run info).
+
+    The kernel runs in the notebook's folder and every path the notebook writes (cfg.data_dir,
+    cfg.checkpoint_dir) is relative to it, so all its files land in tmp_path, never in the
+    repository. It finds wmhelpers through PYTHONPATH (the repository is not its cwd) and writes
+    no bytecode into the repository either."""
+    copy = tmp_path / Path(source).name
+    shutil.copy(source, copy)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    out = tmp_path / "executed.ipynb"
+    return out, run_notebook(copy, out=out, **kwargs)
+
+
+def _stamp(paths) -> dict:
+    """Whether each path exists, and when it was last changed: to see that a run left it alone."""
+    return {str(p): (p.exists(), p.stat().st_mtime_ns if p.exists() else None) for p in paths}
 
 
 def _stream_text(nb: dict) -> str:
@@ -80,11 +104,39 @@ def test_committed_notebook_ran_the_full_config():
     assert "smoke mode: False" in text
 
 
-def test_notebook_runs_top_to_bottom_in_smoke_mode(tmp_path):
-    out = tmp_path / "smoke.ipynb"
-    info = run_notebook(ROOT / NOTEBOOK, out=out, smoke=True, timeout=600)
+def test_a_notebook_run_by_the_tests_writes_only_to_its_temporary_folder(tmp_path, monkeypatch):
+    """The mechanism the smoke run relies on, in seconds: the kernel imports this checkout's
+    wmhelpers, and a file written under cfg.checkpoint_dir lands beside the copied notebook."""
+    probe = nbformat.v4.new_code_cell(
+        "import os, wmhelpers as wm\n"
+        "cfg = wm.ExperimentConfig.smoke()\n"
+        "os.makedirs(cfg.checkpoint_dir, exist_ok=True)\n"
+        "open(os.path.join(cfg.checkpoint_dir, 'probe.txt'), 'w').write(wm.__file__)")
+    src = tmp_path / "src" / "probe.ipynb"
+    src.parent.mkdir()
+    nbformat.write(_nb([probe]), src)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    before = _stamp([ROOT / "checkpoints" / "smoke" / "probe.txt"])
+    _run_outside_the_repo(src, run_dir, monkeypatch, timeout=120, progress=False)
+    written = run_dir / ExperimentConfig.smoke().checkpoint_dir / "probe.txt"
+    assert Path(written.read_text()) == ROOT / "wmhelpers" / "__init__.py"
+    assert _stamp([ROOT / "checkpoints" / "smoke" / "probe.txt"]) == before
+
+
+def test_notebook_runs_top_to_bottom_in_smoke_mode(tmp_path, monkeypatch):
+    smoke = ExperimentConfig.smoke()
+    in_repo = [ROOT / smoke.checkpoint_dir / name for name in ("p04_transformer.pt", "p03_rssm.pt",
+                                                               "p04_results.json")]
+    in_repo += [ROOT / p for p in cache_paths(smoke)]
+    before = _stamp(in_repo)
+    out, info = _run_outside_the_repo(ROOT / NOTEBOOK, tmp_path, monkeypatch, smoke=True, timeout=600)
     assert check_notebook(out) == []
     nb = json.loads(out.read_text())
     text = _stream_text(nb)
     assert "smoke mode: True" in text
     assert info["sections"]  # timing per section was recorded
+    # everything it wrote is in tmp_path; the repository's copies were not touched
+    assert (tmp_path / smoke.checkpoint_dir / "p04_results.json").exists()
+    assert all((tmp_path / p).exists() for p in cache_paths(smoke))
+    assert _stamp(in_repo) == before

@@ -2,52 +2,43 @@
 on a shared, noisy machine; never assert a time in a unit test).
 
     training step time of each world model at the experiment's batch and sequence length
-    imagination throughput of the Transformer: KV cache vs full recompute, and of the RSSM
+    imagination throughput: the Transformer with its KV cache vs full recompute, and the RSSM
+        (`observe`, which encodes the context and fills the cache, is timed apart: it runs once
+        per rollout whatever the horizon)
+    kv_cache_speed: the same cached-vs-recompute comparison in a few seconds, for the notebook
     attention-cost sweep: dynamics-only training step vs sequence length, Transformer vs GRU
+
+Every result names its device (`device.device_name`): a time means nothing without it.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import time
 
 import torch
 
 from .config import ExperimentConfig
-from .train import _sync
+from .device import device_name, resolve_amp_dtype, sync
+
+__all__ = ["device_name", "train_step_ms", "recompute_imagine", "recompute_latents", "imagination_fps",
+           "observe_ms", "kv_cache_speed", "attention_cost_sweep", "run_benchmark"]
 
 
-def device_name(device: torch.device) -> str:
-    """A human name for the device: the GPU model, or the CPU model and thread count."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    if device.type == "mps":
-        return "mps: Apple GPU"
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"cpu: {name}, {torch.get_num_threads()} threads"
+def _seconds(fn, device) -> float:
+    """Wall time of one call, waiting for the device before and after (GPUs run asynchronously)."""
+    sync(device)
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
 
 
 def _median_ms(fn, repeats: int, warmup: int, device) -> float:
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(1000 * (time.perf_counter() - t))
-    times.sort()
-    return times[len(times) // 2]
+    times = sorted(_seconds(fn, device) for _ in range(repeats))
+    return 1000 * times[len(times) // 2]
 
 
 def train_step_ms(model, batch: dict, lr: float = 1e-4, repeats: int = 10, warmup: int = 3) -> float:
@@ -65,10 +56,10 @@ def train_step_ms(model, batch: dict, lr: float = 1e-4, repeats: int = 10, warmu
 
 
 @torch.no_grad()
-def recompute_imagine(model, state_obs: torch.Tensor, actions_ctx: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """Transformer imagination WITHOUT a cache: every step re-runs the whole token sequence.
-    Same outputs as the cached `imagine` (the tests check it), for the speed comparison."""
-    z = model.encode(state_obs)
+def recompute_latents(model, z: torch.Tensor, actions_ctx: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Transformer imagination WITHOUT a cache, from context latents z [B, C, D] and the C-1
+    actions between them: step k re-runs the whole token sequence z_0, a_0, ..., z_{C-1+k}, a_{C-1+k}
+    and keeps the mode of the last prediction, p(z_{C+k} | everything before). -> latents [B, H, D]."""
     acts = actions_ctx
     latents = []
     for k in range(actions.shape[1]):
@@ -81,37 +72,121 @@ def recompute_imagine(model, state_obs: torch.Tensor, actions_ctx: torch.Tensor,
 
 
 @torch.no_grad()
+def recompute_imagine(model, state_obs: torch.Tensor, actions_ctx: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """`recompute_latents` from context frames [B, C, 3, 64, 64]: the cache-free reference that
+    the cached `imagine` must equal (tests/test_kv_cache.py checks it)."""
+    return recompute_latents(model, model.encode(state_obs), actions_ctx, actions)
+
+
+def _future_actions(model, given: torch.Tensor, horizon: int, device) -> torch.Tensor:
+    """The first `horizon` given future actions; any missing ones drawn at random (fixed seed)."""
+    B = given.shape[0]
+    if given.shape[1] >= horizon:
+        return given[:, :horizon].to(device)
+    extra = torch.randint(model.num_actions, (B, horizon - given.shape[1]), generator=torch.Generator().manual_seed(0))
+    return torch.cat([given.cpu(), extra], 1).to(device)
+
+
+@torch.no_grad()
+def observe_ms(model, obs: torch.Tensor, actions: torch.Tensor, repeats: int = 3) -> float:
+    """Median wall time of `observe` (encode the context, prefill the cache) for a batch."""
+    model.eval()
+    C = obs.shape[1]
+    return _median_ms(lambda: model.observe(obs, actions[:, : C - 1]), repeats, 1, obs.device)
+
+
+@torch.no_grad()
 def imagination_fps(model, obs: torch.Tensor, actions: torch.Tensor, horizon: int, cached: bool = True,
                     repeats: int = 3) -> float:
-    """Imagined frames (latents, no decoding) per second for a batch, context from obs."""
+    """Imagined frames (latents, no decoding) per second for a batch, context from obs.
+
+    `observe` runs once, outside the clock: only the H imagined steps are timed. cached=False
+    (Transformer only) times the cache-free `recompute_latents` from the same context latents."""
     model.eval()
     B, C = obs.shape[:2]
-    fut = torch.randint(model.num_actions, (B, horizon), generator=torch.Generator().manual_seed(0)).to(obs.device)
+    fut = _future_actions(model, actions[:, :0], horizon, obs.device)
+    state = model.observe(obs, actions[:, : C - 1])
     if cached:
-        fn = lambda: model.imagine(model.observe(obs, actions[:, : C - 1]), fut)  # noqa: E731
+        fn = lambda: model.imagine(state, fut)  # noqa: E731
     else:
-        fn = lambda: recompute_imagine(model, obs, actions[:, : C - 1], fut)  # noqa: E731
+        fn = lambda: recompute_latents(model, state["latents"], actions[:, : C - 1], fut)  # noqa: E731
     ms = _median_ms(fn, repeats, 1, obs.device)
     return B * horizon / (ms / 1000)
 
 
-def attention_cost_sweep(cfg: ExperimentConfig, seq_lens=(16, 64, 256, 1024), batch: int = 8,
-                         repeats: int = 5, warmup: int = 2, device=None) -> dict:
+@torch.no_grad()
+def kv_cache_speed(model, obs: torch.Tensor, actions: torch.Tensor, horizon: int, budget_s: float = 5.0) -> dict:
+    """Imagined steps per second of a Transformer world model with and without its KV cache,
+    on the model's device, measured within about `budget_s` seconds; plus the exactness check.
+
+    obs [B, C, 3, 64, 64]: the context frames. actions [B, >= C-1]: the C-1 actions between them,
+    then the future actions to imagine with (any beyond those given are drawn at random, seeded).
+    One imagined step is one latent of one sequence, so the batch counts; `observe` runs once
+    outside the clock. The first call of each path is a warm-up (on a GPU it captures the CUDA
+    graph); then cached and recompute calls alternate until the budget is spent, so a busy machine
+    slows both alike, and the medians are compared.
+
+    Returns {"cached_steps_per_s", "recompute_steps_per_s", "ratio" (cached / recompute),
+    "exact" (cached latents == recomputed latents, bit for bit), "device", "backend", "horizon", "batch"}.
+    """
+    from .transformer import imagination_backend
+
+    was_training = model.training
+    model.eval()
+    device = model.device
+    obs = obs.to(device)
+    B, C = obs.shape[:2]
+    ctx_actions = actions[:, : C - 1].to(device)
+    fut = _future_actions(model, actions[:, C - 1 :], horizon, device)
+    start = time.perf_counter()
+    state = model.observe(obs, ctx_actions)
+    cached = lambda: model.imagine(state, fut)["latent"]  # noqa: E731
+    recompute = lambda: recompute_latents(model, state["latents"], ctx_actions, fut)  # noqa: E731
+    exact = torch.equal(cached(), recompute())  # warm-up calls, also the exactness check
+    times = {"cached": [], "recompute": []}
+    while not times["cached"] or time.perf_counter() - start < budget_s:
+        times["cached"].append(_seconds(cached, device))
+        times["recompute"].append(_seconds(recompute, device))
+    model.train(was_training)
+    rate = {k: B * horizon / sorted(v)[len(v) // 2] for k, v in times.items()}
+    return {"cached_steps_per_s": rate["cached"], "recompute_steps_per_s": rate["recompute"],
+            "ratio": rate["cached"] / rate["recompute"], "exact": bool(exact), "device": device_name(device),
+            "backend": imagination_backend(device), "horizon": horizon, "batch": B, "repeats": len(times["cached"])}
+
+
+def _num_actions_of_cached_data(cfg: ExperimentConfig) -> int:
+    """The action count recorded with the cached dataset of cfg (no frames are loaded)."""
+    from .data import cache_paths
+
+    meta_path = cache_paths(cfg)[1]
+    try:
+        return int(json.loads(meta_path.read_text())["num_actions"])
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(f"attention_cost_sweep needs the action count: pass num_actions=data.num_actions "
+                         f"(no readable dataset metadata at {meta_path}: {err})") from None
+
+
+def attention_cost_sweep(cfg: ExperimentConfig, seq_lens=None, batch: int = 8, repeats: int = 5,
+                         warmup: int = 2, device=None, num_actions: int | None = None) -> dict:
     """Dynamics-only training step (forward + backward, no conv) vs sequence length.
 
-    Transformer: cfg-sized TransformerDynamics with a window covering the whole sequence, so
-    attention is full and its cost grows with length^2. GRU: the RSSM's recurrence (img_step and
-    prior head) over the same length, whose cost grows linearly but cannot run in parallel.
+    seq_lens: time steps to time, cfg.sweep_seq_lens unless given. num_actions: the data's action
+    count (read from the cached dataset's metadata unless given; it only sizes an embedding).
+    Transformer: cfg-sized TransformerDynamics with a window covering the whole sequence (2T
+    tokens), so attention is full and its cost grows with length^2. GRU: the RSSM's recurrence
+    (img_step and prior head) over the same length, whose cost grows linearly but cannot run in
+    parallel.
     """
     from .rssm import RSSMWorldModel
     from .transformer import TransformerDynamics
 
+    seq_lens = tuple(cfg.sweep_seq_lens if seq_lens is None else seq_lens)
+    A = num_actions if num_actions is not None else _num_actions_of_cached_data(cfg)
     device = torch.device(device) if device is not None else cfg.resolve_device()
     torch.manual_seed(cfg.seed)
-    A = 18  # Boxing's action count; the sweep times the backbone, not the data
     rssm = RSSMWorldModel.from_config(cfg.replace(amp="off"), num_actions=A, device=device)
     out = {"seq_lens": list(seq_lens), "batch": batch, "transformer_ms": [], "gru_ms": [],
-           "device": device_name(device), "used_seq_len": cfg.seq_len}
+           "device": device_name(device), "used_seq_len": cfg.seq_len, "num_actions": A}
     for T in seq_lens:
         z = torch.zeros(batch, T, cfg.latent_vars, cfg.latent_classes, device=device)
         z.scatter_(-1, torch.randint(cfg.latent_classes, (batch, T, cfg.latent_vars, 1), device=device), 1.0)
@@ -145,7 +220,7 @@ def run_benchmark(cfg: ExperimentConfig | None = None, horizons=(10, 50, 200), s
     """Everything above in one run; returns a JSON-ready dict that names the device."""
     from .data import load_or_collect
     from .rssm import RSSMWorldModel
-    from .transformer import TransformerWorldModel
+    from .transformer import TransformerWorldModel, imagination_backend
 
     cfg = cfg or ExperimentConfig.from_env()
     device = cfg.resolve_device()
@@ -156,7 +231,9 @@ def run_benchmark(cfg: ExperimentConfig | None = None, horizons=(10, 50, 200), s
     ctx = train.sample(16, cfg.context, g)
     obs, act = ctx["obs"].to(device), ctx["action"].to(device)
     res = {"device": device_name(device), "torch": str(torch.__version__), "batch": cfg.batch_size,
-           "seq_len": cfg.seq_len, "amp": str(cfg.resolve_amp_dtype(device)), "train_step_ms": {},
+           "seq_len": cfg.seq_len, "amp": str(resolve_amp_dtype(cfg.amp, device)),
+           "imagination_backend": imagination_backend(device), "train_step_ms": {},
+           "observe_ms": {},
            "imagine_frames_per_s": {"transformer_cached": {}, "transformer_recompute": {}, "rssm": {}}}
     models = {"transformer": TransformerWorldModel.from_config(cfg, data.num_actions),
               "rssm": RSSMWorldModel.from_config(cfg, data.num_actions)}
@@ -166,13 +243,16 @@ def run_benchmark(cfg: ExperimentConfig | None = None, horizons=(10, 50, 200), s
         m = TransformerWorldModel.from_config(cfg.replace(amp=amp), data.num_actions)
         res["train_step_ms"][f"transformer_amp_{amp}"] = train_step_ms(m, batch)
     res["ratio_transformer_over_rssm_step"] = res["train_step_ms"]["transformer"] / res["train_step_ms"]["rssm"]
+    for name, m in models.items():
+        res["observe_ms"][name] = observe_ms(m, obs, act)
     fps = res["imagine_frames_per_s"]
     for H in horizons:
         fps["transformer_cached"][H] = imagination_fps(models["transformer"], obs, act, H, cached=True)
         fps["transformer_recompute"][H] = imagination_fps(models["transformer"], obs, act, H, cached=False)
         fps["rssm"][H] = imagination_fps(models["rssm"], obs, act, H, cached=True)
-    res["kv_cache_speedup"] = {H: res["imagine_frames_per_s"]["transformer_cached"][H]
-                               / res["imagine_frames_per_s"]["transformer_recompute"][H] for H in horizons}
+    res["kv_cache_speedup"] = {H: fps["transformer_cached"][H] / fps["transformer_recompute"][H] for H in horizons}
+    # the notebook's quick version at the middle horizon, with its exactness check (cached == recomputed)
+    res["kv_cache_speed"] = kv_cache_speed(models["transformer"], obs, act, horizons[len(horizons) // 2], budget_s=2.0)
     if sweep:
-        res["attention_cost"] = attention_cost_sweep(cfg, device=device)
+        res["attention_cost"] = attention_cost_sweep(cfg, device=device, num_actions=data.num_actions)
     return json.loads(json.dumps(res))  # plain JSON types (int keys become strings)

@@ -2,12 +2,21 @@
 
 Passes when every code cell was executed, in order (execution counts 1..N), no cell has an
 error output, every cell tagged as a deliverable figure holds an image, no output is a widget
-with no static fallback, and the conclusion (the markdown cell tagged "conclusion") is written.
+with no static fallback, the conclusion (the cell tagged "conclusion": a code cell whose Markdown
+output the run wrote, or a markdown cell) has its words, and
+every measured number the markdown states (see `unsupported_numbers`) appears in an output.
+
+`python -m wmhelpers run-notebook` executes it (`run_notebook`) and says, while it runs, which
+cell and section it is in and the time spent (`RunProgress`).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
+import threading
+import time
 from pathlib import Path
 
 DELIVERABLE_TAGS = ("figure-psnr", "figure-efficiency", "figure-filmstrip", "figure-attention-cost")
@@ -50,26 +59,176 @@ def check_notebook(path) -> list[str]:
             problems.append(f"no code cell tagged {tag!r} (a deliverable figure)")
         elif not tagged[tag]:
             problems.append(f"the cell tagged {tag!r} has no image output")
-    conclusion = [c for c in cells
-                  if c.get("cell_type") == "markdown" and "conclusion" in c.get("metadata", {}).get("tags", [])]
+    problems += unsupported_numbers(nb)
+    conclusion = [c for c in cells if "conclusion" in c.get("metadata", {}).get("tags", [])]
     if not conclusion:
-        problems.append("no markdown cell tagged 'conclusion'")
+        problems.append("no cell tagged 'conclusion'")
     else:
-        text = "".join(conclusion[0].get("source", ""))
+        text = conclusion_text(conclusion[0])
         if len(text.split()) < MIN_CONCLUSION_WORDS or "TODO" in text:
             problems.append(f"the conclusion is empty or unfinished ({len(text.split())} words)")
     return problems
 
 
+def conclusion_text(cell: dict) -> str:
+    """The conclusion's words: a markdown cell's source, or what a code cell displayed as Markdown
+    (the conclusion is written by the run: verdict.show_conclusion)."""
+    if cell.get("cell_type") == "markdown":
+        return "".join(cell.get("source", ""))
+    parts = [out.get("data", {}).get("text/markdown", "") for out in cell.get("outputs", [])]
+    return "\n".join("".join(p) if isinstance(p, list) else p for p in parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers in the prose must come from the run
+# ---------------------------------------------------------------------------------------------
+# A measured result in prose: a number right before a unit ("16.9 ms", "2 s", "+0.2 dB") or
+# glued to a ratio sign ("0.97×", "1.8x"). "64x64" and "32×32" are sizes, hence the lookahead.
+_NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+MEASURED = re.compile(rf"(?<![\w.~≈])({_NUMBER})(?:\s?(dB|ms|s)|(×|x))(?![\w×])")
+OUTPUT_NUMBER = re.compile(rf"(?<![\d.])(?:{_NUMBER})")
+CITED_TAG = "cited-numbers"  # a markdown cell quoting other work's numbers opts out with this tag
+
+
+def _output_text(nb: dict) -> str:
+    """Every text/plain, text/markdown and stream output of the notebook, joined."""
+    parts = []
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            texts = [out.get("text", "")] if out.get("output_type") == "stream" else [
+                out.get("data", {}).get(m, "") for m in ("text/plain", "text/markdown")]
+            parts += ["".join(t) if isinstance(t, list) else t for t in texts]
+    return "\n".join(parts)
+
+
+def _as_number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def unsupported_numbers(nb: dict) -> list[str]:
+    """Measured results stated in markdown that no output of this notebook shows.
+
+    A stated number counts as shown when some number in the outputs rounds to it at the
+    precision it is written with ("26.9 dB" is shown by a printed 26.93; "27 dB" is not),
+    sign ignored. Exempt: approximations written "~30 s" or "≈30 s", and markdown cells tagged
+    "cited-numbers" (numbers quoted from papers or from earlier runs).
+    """
+    shown = [_as_number(m) for m in OUTPUT_NUMBER.findall(_output_text(nb))]
+    problems = []
+    for i, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "markdown" or CITED_TAG in cell.get("metadata", {}).get("tags", []):
+            continue
+        text = "".join(cell.get("source", ""))
+        for match in MEASURED.finditer(text):
+            number = match.group(1)
+            stated = _as_number(number)
+            half_unit = 0.5 * 10.0 ** -(len(number.split(".")[1]) if "." in number else 0)
+            if not any(abs(v - stated) <= half_unit + 1e-9 for v in shown):
+                problems.append(f"markdown cell {i + 1} states {match.group(0)!r}, which no output of this "
+                                f"notebook shows (print it from the run, write '~{number}' if it is an "
+                                f"estimate, or tag the cell {CITED_TAG!r} if it is quoted)")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it
+# ---------------------------------------------------------------------------------------------
 NOTEBOOK = "p04_transformer_backbone.ipynb"
 
 
-def run_notebook(path=NOTEBOOK, out=None, smoke: bool = False, timeout: int | None = None) -> dict:
+def cell_sections(nb) -> list[str]:
+    """The '## ' heading each cell sits under ("setup" before the first heading)."""
+    heading, out = "setup", []
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith("## "):
+                    heading = line[3:].strip()
+        out.append(heading)
+    return out
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m:d}:{s:02d}"
+
+
+class RunProgress:
+    """Where `run-notebook` is, for the person waiting on it (the notebook itself prints nothing
+    live: its progress bars only leave a final line).
+
+    On a terminal: one line, rewritten in place every second:
+        [ 4:12] code cell 14/38 · 3. Train the Transformer (1:55 in this section)
+    Piped to a file or CI log (no '\\r' there): one line as each section starts, then a total:
+        [ 4:12] code cell 14/38 · 3. Train the Transformer (previous section 0:41)
+    Hook it into nbclient with `on_cell_execute=p.cell_started`, `on_cell_executed=p.cell_done`.
+    """
+
+    def __init__(self, nb, stream=None, live: bool | None = None, tick: float = 1.0):
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.sections = cell_sections(nb)
+        code = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"]
+        self.code_number = {idx: k + 1 for k, idx in enumerate(code)}
+        self.n_code = len(code)
+        self.start = self.section_start = time.monotonic()
+        self.section, self.cell = None, 0
+        self.tick = tick
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._ticker = None
+
+    def line(self) -> str:
+        now = time.monotonic()
+        head = f"[{_clock(now - self.start):>5s}] code cell {self.cell}/{self.n_code} · {self.section}"
+        return head + f" ({_clock(now - self.section_start)} in this section)" if self.live else head
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text)
+            self.stream.flush()
+
+    def cell_started(self, cell=None, cell_index: int = 0, **_) -> None:
+        self.cell = self.code_number.get(cell_index, self.cell)
+        section = self.sections[cell_index]
+        if section != self.section:
+            previous = time.monotonic() - self.section_start
+            had_one = self.section is not None
+            self.section, self.section_start = section, time.monotonic()
+            if not self.live:
+                self._write(self.line() + (f" (previous section {_clock(previous)})" if had_one else "") + "\n")
+        if self.live:
+            self._write("\r" + self.line() + "\x1b[K")  # \x1b[K clears what a longer line left behind
+            if self._ticker is None:
+                self._ticker = threading.Thread(target=self._tick, daemon=True)
+                self._ticker.start()
+
+    def cell_done(self, cell=None, cell_index: int = 0, **_) -> None:
+        pass  # the next cell_started (or finish) reports; kept so the hook pair reads symmetrically
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.tick):
+            self._write("\r" + self.line() + "\x1b[K")
+
+    def finish(self, ok: bool = True) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        end = "\n" if self.live else ""
+        word = "finished" if ok else "stopped at"
+        self._write(end + f"[{_clock(time.monotonic() - self.start):>5s}] {word} code cell "
+                    f"{self.cell}/{self.n_code}\n")
+
+
+def run_notebook(path=NOTEBOOK, out=None, smoke: bool = False, timeout: int | None = None,
+                 progress=True) -> dict:
     """Execute the notebook top to bottom in a fresh kernel (nbclient), from the repository root,
-    with text progress bars (they read in a static render). Writes it to `out` (default: in
-    place) and returns {"seconds": total, "sections": {heading: seconds}}."""
+    with text progress bars (they leave one final line each in the saved notebook). Writes it to
+    `out` (default: in place) and returns {"seconds": total, "sections": {heading: seconds}}.
+
+    progress: True reports the current cell and section on stderr while it runs (RunProgress);
+    a stream reports there instead; False is silent."""
     import os
-    import time
 
     import nbformat
     from nbclient import NotebookClient
@@ -80,10 +239,18 @@ def run_notebook(path=NOTEBOOK, out=None, smoke: bool = False, timeout: int | No
     os.environ["WM_PROGRESS"] = "text"
     os.environ["WM_SMOKE"] = "1" if smoke else "0"
     start = time.time()
+    hooks, reporter = {}, None
+    if progress:
+        reporter = RunProgress(nb, stream=None if progress is True else progress)
+        hooks = {"on_cell_execute": reporter.cell_started, "on_cell_executed": reporter.cell_done}
+    ok = False
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent.resolve())}}).execute()
+                       resources={"metadata": {"path": str(path.parent.resolve())}}, **hooks).execute()
+        ok = True
     finally:
+        if reporter is not None:
+            reporter.finish(ok)
         for k, v in env_before.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -97,13 +264,9 @@ def section_times(nb) -> dict:
     """Seconds spent in the code cells under each '## ' heading (from nbclient's timing metadata)."""
     from datetime import datetime
 
-    times, heading = {}, "setup"
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("## "):
-                    heading = line[3:].strip()
-        elif cell.cell_type == "code":
+    times = {}
+    for cell, heading in zip(nb.cells, cell_sections(nb)):
+        if cell.cell_type == "code":
             ex = cell.get("metadata", {}).get("execution", {})
             a, b = ex.get("iopub.execute_input"), ex.get("shell.execute_reply")
             if a and b:
@@ -111,3 +274,27 @@ def section_times(nb) -> dict:
                         - datetime.fromisoformat(a.replace("Z", "+00:00"))).total_seconds()
                 times[heading] = times.get(heading, 0.0) + secs
     return times
+
+
+def deliverables_checklist(cfg, notebook=NOTEBOOK) -> str:
+    """The deliverables list, each tick computed: the files on disk (with their sizes) and the
+    notebook's tagged cells (a deliverable figure or the conclusion exists as a tagged cell)."""
+    import os
+
+    files = [("Transformer checkpoint", f"{cfg.checkpoint_dir}/p04_transformer.pt"),
+             ("P03 RSSM checkpoint", f"{cfg.checkpoint_dir}/p03_rssm.pt"),
+             ("results for P05", f"{cfg.checkpoint_dir}/p04_results.json"),
+             ("training seeds", f"{cfg.checkpoint_dir}/p04_seeds.json")]
+    lines = []
+    for item, path in files:
+        ok = os.path.exists(path)
+        size = f" ({os.path.getsize(path) / 1e6:.1f} MB)" if ok else " (missing)"
+        lines.append(f"[{'x' if ok else ' '}] {item}: {path}{size}")
+    try:
+        tags = {t for c in json.loads(Path(notebook).read_text()).get("cells", [])
+                for t in c.get("metadata", {}).get("tags", [])}
+    except (OSError, json.JSONDecodeError):
+        tags = set()
+    for tag in (*DELIVERABLE_TAGS, "conclusion"):
+        lines.append(f"[{'x' if tag in tags else ' '}] cell tagged {tag!r} in {notebook}")
+    return "\n".join(lines)

@@ -1,10 +1,21 @@
-"""Every figure the notebook shows. Each function returns the matplotlib Figure; no backend is forced."""
+"""Every figure the notebook shows. Each function returns the matplotlib Figure; no backend is forced.
+
+Figures are sized for a 1000 px page (10 inches at the default 100 dpi) with labels of at least
+8 pt, legends outside the data, and every axis named with its unit. The few numbers a figure
+poses a question about are returned by a sibling function (`loss_trend`,
+`attention_on_newest_latent`), so the notebook answers it in code rather than by eye.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+
+try:  # the mask lives in its own module; older checkouts kept it in transformer.py
+    from .masking import attention_mask
+except ImportError:  # pragma: no cover
+    from .transformer import attention_mask
 
 MODEL_COLORS = {"RSSM": "tab:blue", "Transformer": "tab:orange"}
 BASELINE_STYLE = {"copy_last": ("copy last frame", "0.35", ":"), "context_mean": ("mean of context", "0.6", "-.")}
@@ -53,8 +64,6 @@ def reconstructions(truth: torch.Tensor, recon: torch.Tensor, title: str = "vali
 
 def causal_mask(steps: int = 4, window: int | None = None) -> Figure:
     """The attention mask over the interleaved tokens z_0, a_0, z_1, a_1, ... (white: may attend)."""
-    from .transformer import attention_mask
-
     L = 2 * steps
     pos = torch.arange(L)
     mask = attention_mask(pos, pos, window or L).numpy()
@@ -72,67 +81,146 @@ def causal_mask(steps: int = 4, window: int | None = None) -> Figure:
     return fig
 
 
-def training_curves(histories: dict, terms=(("dyn_loss", "token-prediction loss (dyn KL, nats)"),
-                                            ("reward_loss", "reward-prediction loss (MSE)"),
-                                            ("recon_loss", "reconstruction loss"))) -> Figure:
-    """Training (solid) and validation (dashed) curves of the named loss terms vs gradient step."""
-    fig, axes = _figure(4.0 * len(terms), 3.2, ncols=len(terms))
-    for ax, (term, label) in zip(axes[0], terms):
+# What each loss term is, as an axis: (panel title, y-axis label with its unit, log scale?)
+LOSS_AXES = {
+    "dyn_loss": ("token-prediction loss\nmax(1, KL(posterior || prediction))", "nats per frame", False),
+    "reward_loss": ("reward-prediction loss", "squared error (reward units²)", False),
+    "recon_loss": ("reconstruction loss", "squared error summed over pixels, per frame", True),
+    "cont_loss": ("continuation loss", "binary cross-entropy (nats)", False),
+    "kl": ("KL(posterior || prediction)", "nats per frame", True),
+    "total": ("total loss", "loss (sum of the weighted terms)", True),
+}
+
+
+def training_curves(histories: dict, terms=("dyn_loss", "reward_loss", "recon_loss"),
+                    reward_constant: float | None = None) -> Figure:
+    """Training (solid) and validation (dashed) curves of the named loss terms vs gradient step.
+
+    terms: names from LOSS_AXES (or (name, title) pairs). reward_constant: the reward loss of a
+    constant predictor that says 0 at every step (the mean squared reward of the validation
+    windows); drawn as a grey reference line, since a reward head is only useful below it.
+    """
+    terms = [(t, None) if isinstance(t, str) else tuple(t)[:2] for t in terms]
+    fig, axes = _figure(3.4 * len(terms), 3.4, ncols=len(terms))
+    for ax, (term, title) in zip(axes[0], terms):
+        default_title, ylabel, log = LOSS_AXES.get(term, (term, "loss", False))
         for name, h in histories.items():
             c = MODEL_COLORS.get(name)
-            steps = h["step"]
             if term in h["train"]:
-                ax.plot(steps[1:], h["train"][term], color=c, label=f"{name} train")
+                ax.plot(h["step"][1:], h["train"][term], color=c, label=f"{name} train")
             if term in h["val"]:
-                ax.plot(steps, h["val"][term], color=c, ls="--", label=f"{name} val")
-        ax.set_title(label, fontsize=9)
+                ax.plot(h["step"], h["val"][term], color=c, ls="--", label=f"{name} validation")
+        if term == "reward_loss" and reward_constant is not None:
+            ref = ax.axhline(reward_constant, color="0.4", ls=":", lw=1.5,
+                             label=f"predict 0 every step ({reward_constant:.4f})")
+            ax.legend(handles=[ref], fontsize=8, loc="upper right")
+        ax.set_title(title or default_title, fontsize=9)
         ax.set_xlabel("gradient step")
-        if term == "recon_loss":
+        ax.set_ylabel(ylabel, fontsize=8)
+        if log:
             ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    _legend_below(fig, axes[0, 0])
     return fig
 
 
-def kl_curve(histories: dict, free_bits: float = 1.0) -> Figure:
+def loss_trend(history: dict, terms=("dyn_loss", "kl", "recon_loss", "reward_loss"), split: str = "val") -> dict:
+    """{term: {"first", "last", "min", "max", "step_of_min", "step_of_max"}} of one history's curves.
+
+    For the sentence under the training curves: the token-prediction loss RISES while the
+    reconstruction loss falls, because the encoder learns to put more of each frame into its
+    token (the KL grows with it): the target gets richer, so it gets harder to predict."""
+    curves = history[split]
+    steps = history["step"] if split == "val" else history["step"][1:]
+    out = {}
+    for term in terms:
+        if term not in curves:
+            continue
+        v = np.asarray(curves[term], dtype=float)
+        out[term] = {"first": float(v[0]), "last": float(v[-1]), "min": float(v.min()), "max": float(v.max()),
+                     "step_of_min": int(steps[int(v.argmin())]), "step_of_max": int(steps[int(v.argmax())])}
+    return out
+
+
+def kl_curve(histories: dict, free_bits: float = 1.0, title: str | None = None) -> Figure:
     """Raw KL(posterior || prediction) per step in nats, with the free-bits floor: a curve that
-    stays at or under the floor means posterior collapse (the latent carries no information)."""
-    fig, axes = _figure(5.0, 3.2)
+    stays at or under the floor means posterior collapse (the latent carries no information).
+    title: what the run shows (write it from the numbers); None names the plot only."""
+    fig, axes = _figure(6.0, 3.4)
     ax = axes[0, 0]
     for name, h in histories.items():
-        ax.plot(h["step"][1:], h["train"]["kl"], color=MODEL_COLORS.get(name), label=f"{name} (train)")
-        ax.plot(h["step"], h["val"]["kl"], color=MODEL_COLORS.get(name), ls="--", label=f"{name} (val)")
+        ax.plot(h["step"][1:], h["train"]["kl"], color=MODEL_COLORS.get(name), label=f"{name} train")
+        ax.plot(h["step"], h["val"]["kl"], color=MODEL_COLORS.get(name), ls="--", label=f"{name} validation")
     ax.axhline(free_bits, color="k", lw=1, ls=":", label=f"free bits ({free_bits:g} nat)")
     ax.set_yscale("log")
     ax.set_xlabel("gradient step")
     ax.set_ylabel("KL (nats per frame)")
-    ax.set_title("no posterior collapse: KL well above the free-bits floor", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title(title or "KL(posterior || prediction) and the free-bits floor", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return fig
 
 
+def _legend_below(fig: Figure, ax, ncols: int = 4) -> None:
+    """One legend for the whole figure, under the axes, so it never covers a curve."""
+    handles, labels = [], []
+    for a in fig.axes:
+        for h, label in zip(*a.get_legend_handles_labels()):
+            if label not in labels and not label.startswith("predict 0"):
+                handles.append(h)
+                labels.append(label)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(ncols, len(labels)), fontsize=8)
+
+
+# How each PSNR curve is drawn: (label suffix, line style, line width, marker, band alpha).
+# psnr_vs_horizon draws with it and psnr_caption describes it, so the caption cannot drift.
+PSNR_CURVES = {
+    "mode": ("mode rollout", "-", 2.2, "o", 0.15),
+    "sampled": ("mean of sampled rollouts", "-", 0.8, None, 0.0),
+    "latent_hold": ("latent-hold", "--", 1.2, None, 0.08),
+    "recon_ceiling": ("reconstruction ceiling", ":", 1.2, None, 0.0),
+}
+
+
 def _band(ax, x, curve, color, label, ls="-", marker=None, alpha=0.15, lw=1.5):
-    m, ci = np.asarray(curve["mean"]), np.asarray(curve["ci"])
+    m, ci = np.asarray(curve["mean"], dtype=float), np.asarray(curve["ci"], dtype=float)
     ax.plot(x, m, color=color, ls=ls, lw=lw, label=label, marker=marker,
             markevery=[h - 1 for h in MARKED if h <= len(x)])
-    ax.fill_between(x, m - ci, m + ci, color=color, alpha=alpha, lw=0)
+    if alpha > 0:
+        ax.fill_between(x, m - ci, m + ci, color=color, alpha=alpha, lw=0)
 
 
-def psnr_vs_horizon(results: dict, metrics=("whole", "changed"), show_sampled: bool = True) -> Figure:
-    """PSNR per imagined step for both models (mode rollouts: bold with markers and CI bands; mean of
-    sampled rollouts: thin), their latent-hold baselines (dashed), reconstruction ceilings (dotted,
-    flat), and the model-free baselines (grey)."""
+def psnr_vs_horizon(results: dict, metrics=("whole", "changed"), show_sampled: bool = True,
+                    seeds: dict | None = None) -> Figure:
+    """PSNR per imagined step, both models on the same axes; see `psnr_caption` for the key.
+
+    Per model: the mode rollout (bold, markers at h = 1, 3, 5, 10, band: 95 % CI over windows),
+    the mean of sampled rollouts (thin), latent-hold (dashed) and the reconstruction ceiling
+    (dotted, per horizon: it is the decoder on the true frame at that step). Model-free
+    baselines in grey. The legend sits under the panels.
+
+    seeds: optional spread over training seeds, per model and metric:
+        {"RSSM": {"whole": {"mean": [H], "ci": [H], "n": seeds}, "changed": {...}}, "Transformer": {...}}
+    where "ci" is the half-width of a 95 % t-interval of the mean over seeds; drawn as error bars
+    (squares), nudged left/right of each step so the two models' bars do not overlap.
+    """
     titles = {"whole": "whole-frame PSNR", "changed": "changed-pixel PSNR (where things move)"}
-    fig, axes = _figure(6.0 * len(metrics), 4.3, ncols=len(metrics))
+    fig, axes = _figure(5.0 * len(metrics), 4.4, ncols=len(metrics))
     x = np.asarray(results["horizons"])
     for ax, metric in zip(axes[0], metrics):
-        for name, curves in results["models"].items():
+        for k, (name, curves) in enumerate(results["models"].items()):
             c = MODEL_COLORS.get(name)
-            _band(ax, x, curves["mode"][metric], c, f"{name} (mode)", marker="o", lw=2.2)
-            if show_sampled:
-                _band(ax, x, curves["sampled"][metric], c, f"{name} (mean of sampled rollouts)", alpha=0.0, lw=0.8)
-            _band(ax, x, curves["latent_hold"][metric], c, f"{name} latent-hold", ls="--", alpha=0.08)
-            ceil = np.mean(curves["recon_ceiling"][metric]["mean"])
-            ax.axhline(ceil, color=c, ls=":", lw=1, label=f"{name} reconstruction ceiling")
+            for curve, (suffix, ls, lw, marker, alpha) in PSNR_CURVES.items():
+                if curve == "sampled" and not show_sampled or curve not in curves:
+                    continue
+                _band(ax, x, curves[curve][metric], c, f"{name} {suffix}", ls=ls, marker=marker, alpha=alpha, lw=lw)
+            if seeds and name in seeds and metric in seeds[name]:
+                sd = seeds[name][metric]
+                n = sd.get("n")
+                offset = 0.12 * (k - (len(results["models"]) - 1) / 2)
+                over = f"{n} training seeds" if n else "training seeds"
+                ax.errorbar(x + offset, sd["mean"], yerr=sd["ci"], fmt="s", ms=4, color=c, mfc="white",
+                            capsize=3, lw=1, label=f"{name} mean over {over} (95 % t-interval)")
         for key, (label, color, ls) in BASELINE_STYLE.items():
             _band(ax, x, results["baselines"][key][metric], color, label, ls=ls, alpha=0.08)
         ax.set_xticks(x)
@@ -140,25 +228,95 @@ def psnr_vs_horizon(results: dict, metrics=("whole", "changed"), show_sampled: b
         ax.set_ylabel("PSNR (dB)")
         ax.set_title(titles[metric], fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0, -1].legend(fontsize=7, loc="upper right")
+    _legend_below(fig, axes[0, 0], ncols=3)
     return fig
 
 
-def efficiency(histories: dict, metric_label: str = "validation next-frame MSE") -> Figure:
-    """The neutral validation metric vs training wall-clock seconds (left) and vs gradient step (right)."""
-    fig, axes = _figure(11.0, 3.8, ncols=2)
+def psnr_caption(show_sampled: bool = True, seeds: dict | None = None) -> str:
+    """The key to `psnr_vs_horizon`, written from the same style table the plot is drawn with."""
+    parts = ["Bold lines with markers: mode (argmax) rollouts, with a band for the 95 % CI over "
+             "evaluation windows"]
+    if show_sampled:
+        parts.append("thin lines: the mean of sampled rollouts")
+    parts.append("dashed: each model's latent-hold baseline (its last context latent, repeated)")
+    parts.append("dotted: each model's reconstruction ceiling at that step (its decoder on the true frame)")
+    parts.append("grey: the model-free baselines (dotted: copy the last frame; dash-dot: mean of the context)")
+    if seeds:
+        parts.append("open squares with error bars: the mean over training seeds and its 95 % t-interval")
+    return "; ".join(parts) + ". Blue: RSSM; orange: Transformer."
+
+
+def _device_label(history: dict) -> str:
+    """What a history's wall clock was measured on, e.g. "cpu: AMD EPYC, 2 threads"."""
+    device = history.get("device", "unknown device")
+    if isinstance(device, dict):  # a device record {type, name, threads}
+        device = f"{device.get('type')}: {device.get('name')}"
+    return str(device)
+
+
+# The two validation metrics of Section 5: (history key, y-axis label)
+EFFICIENCY_METRICS = (
+    (("val", "total"), "validation loss (the model's own total)"),
+    (("val_next_frame_mse",), "validation next-frame MSE (per pixel)"),
+)
+
+
+def efficiency(histories: dict, time_scale: dict | None = None, projected_on: str | None = None,
+               skip_untrained: bool = True) -> Figure:
+    """Validation loss (top) and the architecture-neutral next-frame MSE (bottom), vs training
+    wall-clock (left) and vs gradient step (right). Each legend entry names its device: wall
+    clocks only compare on the same device.
+
+    The validation loss is what the spec asks for, but each model's loss is its own objective
+    (the RSSM's prior and the Transformer's next-token head are different predictors), so the
+    next-frame MSE, which decodes one-step predictions the same way for both, is shown beside it.
+
+    time_scale: {name: seconds per gradient step}. That model's curve is drawn on the left at
+    step * seconds_per_step (dashed, labelled "projected") instead of its recorded wall clock:
+    for a checkpoint trained on another machine, placed on this device's time axis from a
+    short timing burst here. projected_on names the device the seconds were measured on.
+    A history made by `wallclock.project` (it has "projected_from") is drawn the same way.
+    skip_untrained leaves out the step-0 record: the untrained loss is ~100x the rest and would
+    flatten every curve that matters against the bottom of the axes.
+    """
+    time_scale = time_scale or {}
+    fig, axes = _figure(10.0, 6.6, ncols=2, nrows=2)
     for name, h in histories.items():
         c = MODEL_COLORS.get(name)
-        axes[0, 0].plot(h["wall_seconds"], h["val_next_frame_mse"], color=c, marker=".", label=name)
-        axes[0, 1].plot(h["step"], h["val_next_frame_mse"], color=c, marker=".", label=name)
-    for ax, xlabel in zip(axes[0], ("training wall-clock (s, validation excluded)", "gradient step")):
-        ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(metric_label)
-        ax.grid(alpha=0.3)
-        ax.legend()
+        first = 1 if skip_untrained and h["step"] and h["step"][0] == 0 else 0
+        steps = np.asarray(h["step"][first:], dtype=float)
+        wall = np.asarray(h["wall_seconds"][first:], dtype=float)
+        for row, (key, _) in enumerate(EFFICIENCY_METRICS):
+            y = h
+            for k in key:
+                y = y.get(k, {}) if isinstance(y, dict) else {}
+            if not isinstance(y, list) or not y:
+                continue
+            y = y[first:]
+            trained_on = _device_label(h.get("projected_from", h))
+            if name in time_scale:
+                spp = float(time_scale[name])
+                where = f" on {projected_on}" if projected_on else ""
+                axes[row, 0].plot(steps * spp, y, color=c, ls="--", marker=".",
+                                  label=f"{name}, projected: {1000 * spp:.0f} ms/step{where}")
+            elif "projected_from" in h:  # already placed on this device's time axis (wallclock.project)
+                axes[row, 0].plot(wall, y, color=c, ls="--", marker=".",
+                                  label=f"{name}, projected: {h['ms_per_step']:.0f} ms/step on {_device_label(h)}"
+                                  .replace(" (projected)", ""))
+            else:
+                axes[row, 0].plot(wall, y, color=c, marker=".", label=f"{name} ({trained_on})")
+            axes[row, 1].plot(steps, y, color=c, marker=".", label=f"{name} (trained on {trained_on})")
+    for row, (_, ylabel) in enumerate(EFFICIENCY_METRICS):
+        for col, xlabel in enumerate(("training wall-clock (s, validation excluded)", "gradient step")):
+            ax = axes[row, col]
+            ax.set_yscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.grid(alpha=0.3, which="both")
+            if ax.lines:
+                ax.legend(fontsize=8, loc="best")  # "best": the spot with the fewest points under it
     axes[0, 0].set_title("same budget, vs time", fontsize=10)
-    axes[0, 1].set_title("same budget, vs step", fontsize=10)
+    axes[0, 1].set_title("same budget, vs gradient step", fontsize=10)
     return fig
 
 
@@ -187,6 +345,60 @@ def filmstrip(truth: torch.Tensor, predictions: dict, context: int, horizons=Non
     return fig
 
 
+def spread_steps(horizon: int) -> list[int]:
+    """Imagined steps worth a column: dense early, where errors start, and always the last one,
+    e.g. horizon 20 -> [1, 2, 3, 5, 7, 10, 15, 20]; horizon 10 -> [1, 2, 3, 5, 7, 10]."""
+    return sorted({h for h in (1, 2, 3, 5, 7, 10, 15, 20, 30, 50) if h <= horizon} | {horizon})
+
+
+def filmstrip_errors(truth: torch.Tensor, predictions: dict, context: int, steps=None,
+                     show_context: int = 1) -> Figure:
+    """A still filmstrip readable at 1000 px: the true frames, then per model a row of its
+    imagined frames and, under it, a row of per-pixel error maps |prediction - truth| (mean over
+    RGB, one colour scale for every map, so brighter is worse everywhere).
+
+    truth [C+H, 3, 64, 64]; predictions {name: [H, 3, 64, 64]} (imagined steps 1..H);
+    steps: which imagined steps get a column (default `spread_steps(H)`); show_context: how many
+    of the last real context frames lead the strip (error maps are blank there: nothing imagined).
+    """
+    H = truth.shape[0] - context
+    steps = list(steps) if steps is not None else spread_steps(H)
+    cols = [("ctx", context - show_context + i) for i in range(show_context)] + [("img", h) for h in steps]
+    errors = {name: (p[: H].float() - truth[context:].float()).abs().mean(1) for name, p in predictions.items()}
+    vmax = max(float(e[[h - 1 for h in steps]].max()) for e in errors.values()) if errors else 1.0
+    rows = [("true frames", "frame", None)]
+    for name in predictions:
+        rows += [(name, "frame", name), (f"{name}\nerror", "error", name)]
+    width = min(10.0, 1.05 * len(cols) + 1.0)  # 10 in = a 1000 px page at 100 dpi
+    frame_in = (width - 1.0) / len(cols)
+    fig, axes = _figure(width, (frame_in + 0.12) * len(rows) + 0.5, ncols=len(cols), nrows=len(rows))
+    im = None
+    for r, (label, kind, name) in enumerate(rows):
+        for j, (what, t) in enumerate(cols):
+            ax = axes[r, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if name is None:  # the true frames
+                ax.imshow(_img(truth[t if what == "ctx" else context + t - 1]), interpolation="nearest")
+            elif what == "ctx":
+                ax.set_facecolor("0.92")  # the model observed the real frame here: nothing to show
+            elif kind == "frame":
+                ax.imshow(_img(predictions[name][t - 1]), interpolation="nearest")
+            else:
+                im = ax.imshow(errors[name][t - 1].cpu().numpy(), cmap="magma", vmin=0, vmax=vmax,
+                               interpolation="nearest")
+            if r == 0:
+                ax.set_title(f"context {t + 1}/{context}" if what == "ctx" else f"step +{t}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=9)
+    if im is not None:
+        cb = fig.colorbar(im, ax=axes[:, -1], fraction=0.5, shrink=0.6, aspect=25)
+        cb.set_label("|prediction − truth| (mean over RGB)", fontsize=8)
+    fig.suptitle("the last real context frame, then open-loop imagination with the real actions; "
+                 "under each model: where its pixels are wrong", fontsize=9)
+    return fig
+
+
 def attention_cost(sweep: dict) -> Figure:
     """Dynamics-only training step time vs sequence length for the Transformer and the GRU."""
     fig, axes = _figure(5.5, 3.6)
@@ -206,20 +418,35 @@ def attention_cost(sweep: dict) -> Figure:
     return fig
 
 
+def _newest_query_attention(maps: torch.Tensor) -> np.ndarray:
+    """[layers, tokens]: where the LAST token (the newest action a_t) attends, mean over heads
+    of the first sequence. maps: [layers, B, heads, L, L] from TransformerDynamics.attention_maps."""
+    return maps[:, 0, :, -1, :].float().mean(1).cpu().numpy()
+
+
+def attention_on_newest_latent(maps: torch.Tensor) -> list[float]:
+    """Per layer, the share of the newest action token's attention (mean over heads) that goes to
+    the newest latent z_t, the token just before it: near 1 means that layer mostly reads the
+    current frame; the rest is spread over the history."""
+    return [float(v) for v in _newest_query_attention(maps)[:, -2]]
+
+
 def attention_map(maps: torch.Tensor, steps_context: int | None = None) -> Figure:
-    """TWM-style figure: for each layer (rows), where the LAST action token attends (head average)
-    over the interleaved tokens (columns), on one imagined sequence."""
-    last = maps[:, 0, :, -1, :].mean(1).cpu().numpy()  # [layers, tokens]
-    L = last.shape[1]
-    fig, axes = _figure(max(6.0, 0.22 * L), 1.0 + 0.5 * last.shape[0])
+    """TWM-style figure: for each layer (rows), where the LAST action token attends (mean over
+    heads) over the interleaved tokens (columns), on one imagined sequence."""
+    last = _newest_query_attention(maps)
+    layers, L = last.shape
+    fig, axes = _figure(min(10.0, max(6.0, 0.26 * L + 1.5)), 1.6 + 0.55 * layers)
     ax = axes[0, 0]
-    im = ax.imshow(last, aspect="auto", cmap="viridis")
+    im = ax.imshow(last, aspect="auto", cmap="viridis", vmin=0)
     labels = [f"{'z' if p % 2 == 0 else 'a'}{p // 2}" for p in range(L)]
-    ax.set_xticks(range(L), labels, fontsize=6, rotation=90)
-    ax.set_yticks(range(last.shape[0]), [f"layer {i + 1}" for i in range(last.shape[0])])
+    ax.set_xticks(range(L), labels, fontsize=8, rotation=90)
+    ax.set_yticks(range(layers), [f"layer {i + 1}" for i in range(layers)], fontsize=9)
+    ax.set_xlabel("key token (z: latent of a frame, a: action; index = time step)", fontsize=9)
     if steps_context is not None:
         ax.axvline(2 * steps_context - 0.5, color="w", ls="--", lw=1)
-    ax.set_title("attention of the newest action token (mean over heads); right of the dashed line: imagined",
+    ax.set_title("where the newest action token looks (mean over heads); right of the dashed line: imagined",
                  fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.02)
+    cb = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
+    cb.set_label("attention weight\n(mean over heads)", fontsize=8)
     return fig

@@ -1,22 +1,52 @@
-"""Progress bars that read well everywhere: a widget in Jupyter/Colab when ipywidgets is there,
-plain text otherwise, and always plain text when WM_PROGRESS=text (used for the committed
-executed notebook, so the saved bars read in a static render)."""
+"""Progress bars that read well everywhere.
+
+- Jupyter / Colab (ipywidgets present): a live widget bar (tqdm.auto).
+- A terminal: tqdm's live text bar.
+- WM_PROGRESS=text (set by `python -m wmhelpers run-notebook`, which writes the committed
+  executed notebook): nothing while the loop runs and ONE final line on stdout when it ends,
+  e.g. `training transformer: 100%|##########| 1750/1750 [05:31<00:00, 5.28it/s, recon=...]`.
+  A live bar would be saved as dozens of stacked lines, and on stderr, which GitHub and nbviewer
+  show as a pink block; the run's liveness comes from run-notebook's own progress line instead.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+
+from tqdm.std import tqdm as text_tqdm
+
+
+class FinalLineBar(text_tqdm):
+    """A tqdm bar that prints nothing while it runs and exactly one line when it closes.
+
+    It keeps tqdm's whole API (iteration, update, set_postfix, total, desc), so the code that
+    drives it does not know the difference; the final line shows the overall rate (not the
+    last moments' rate), because tqdm closes with its smoothing switched off.
+    """
+
+    _closing = False
+
+    def display(self, msg=None, pos=None):
+        if not self._closing or msg == "":
+            return msg != ""  # while running: stay silent (but tell tqdm the "display" happened)
+        self.fp.write(self.__str__() if msg is None else msg)  # no leading '\r': one clean line
+        return True
+
+    def close(self):
+        self._closing = True
+        super().close()  # with leave=True calls display(pos=0) once, then writes the newline
 
 
 def progress_bar(iterable=None, **kwargs):
+    """tqdm for this project: see the module docstring for what it shows where."""
     if os.environ.get("WM_PROGRESS", "").lower() == "text":
-        from tqdm.std import tqdm
-
-        kwargs.setdefault("mininterval", 30.0)  # a handful of lines in the saved notebook, not thousands
         kwargs.setdefault("ascii", True)
-        return tqdm(iterable, **kwargs)
+        kwargs.setdefault("file", sys.stdout)
+        return FinalLineBar(iterable, **kwargs)
     try:
         import ipywidgets  # noqa: F401
         from tqdm.auto import tqdm
     except ImportError:
-        from tqdm.std import tqdm
+        tqdm = text_tqdm
     return tqdm(iterable, **kwargs)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 
-RESULTS_VERSION = 1
+# 2: non-overlapping evaluation windows, t-interval CIs, PSNR capped at the 8-bit quantization
+#    limit (58.9 dB, was 100), "psnr_of_mean_mse" and "capped" in every PSNR summary
+RESULTS_VERSION = 2
 
 
 def _plain(x):
@@ -45,8 +47,9 @@ def save_results(path, results: dict, histories: dict, cfg, data, device: str | 
         "config": cfg.to_dict(),
         "budget": {"train_steps": cfg.train_steps, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len,
                    "lr": cfg.lr, "env_steps": cfg.env_steps},
-        "evaluation": {k: results[k] for k in ("horizons", "context", "n_windows", "window_starts",
-                                               "windows_sha256", "changed_threshold", "changed_fraction")},
+        "evaluation": {k: results[k] for k in ("horizons", "context", "n_windows", "n_tiles", "window_method",
+                                               "window_starts", "window_episodes", "windows_sha256",
+                                               "psnr_cap_db", "ci_level", "changed_threshold", "changed_fraction")},
         "psnr": {"models": results["models"], "baselines": results["baselines"]},
         "training": {name: training_summary(h) for name, h in histories.items()},
         "extra": extra or {},

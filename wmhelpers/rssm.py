@@ -8,7 +8,8 @@ The three RSSM equations (P02), written with the same index convention as the Tr
 with h_0 = 0. Reward r_t and continuation c_t are read from h_{t+1}, like the Transformer reads
 them at the token a_t: both heads see every latent and action up to a_t.
 
-Two choices, each against a measured problem (../shared/CALIBRATION.md):
+Two choices, each against a problem measured while this project's budget was calibrated
+(throwaway prototypes on 2 CPU cores, Boxing, batch 16x16; the figures are quoted below):
 
 * Residual posterior. DreamerV3 computes q from an MLP over [h_t, e_t]. Measured here, that
   RSSM sits for its first 1,000-1,500 steps with KL under the free-bits floor, the posterior

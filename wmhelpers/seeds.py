@@ -213,3 +213,30 @@ def spread(runs: dict, a: tuple, b: tuple | None = None, metric: str = "whole") 
 def band(runs: dict, names=("RSSM", "Transformer")) -> dict:
     """The seed spread of each model's mode rollouts, in the shape plots.psnr_vs_horizon takes."""
     return {name: {m: spread(runs, (name, "mode"), None, m) for m in ("whole", "changed")} for name in names}
+
+
+def format_seed_table(runs: dict, this_seed=None, horizons=(1, 3, 5, 10), names=("RSSM", "Transformer")) -> str:
+    """Plain-text table: mode-rollout PSNR per seed and model (whole | changed pixels), then the
+    mean ± 95 % t-interval over seeds. The row of `this_seed` is marked as this notebook's run."""
+    if not runs:
+        return "no seeds"
+    H = len(next(iter(runs.values()))["models"][names[0]]["psnr"]["mode"]["whole"]["mean"])
+    hs = [h for h in horizons if h <= H]
+    head = f"{'seed':14s}{'model':13s}" + "".join(f"{'whole h=' + str(h):>11s}" for h in hs) + \
+        "".join(f"{'changed h=' + str(h):>13s}" for h in hs)
+    lines = [head]
+    for seed in sorted(runs, key=int):
+        label = f"{seed} (this run)" if this_seed is not None and str(seed) == str(this_seed) else str(seed)
+        for name in names:
+            c = runs[seed]["models"][name]["psnr"]["mode"]
+            lines.append(f"{label:14s}{name:13s}" + "".join(f"{c['whole']['mean'][h - 1]:11.2f}" for h in hs)
+                         + "".join(f"{c['changed']['mean'][h - 1]:13.2f}" for h in hs))
+    if len(runs) > 1:
+        for name in names:
+            s = {m: spread(runs, (name, "mode"), None, m) for m in ("whole", "changed")}
+            cell = lambda m, h: f"{s[m]['mean'][h - 1]:.2f}±{s[m]['ci'][h - 1]:.2f}"  # noqa: E731
+            lines.append(f"{'mean ± t95':14s}{name:13s}" + "".join(f"{cell('whole', h):>11s}" for h in hs)
+                         + "".join(f"{cell('changed', h):>13s}" for h in hs))
+    lines.append(f"{len(runs)} training seed(s); ± is the 95 % t-interval over seeds (training noise), "
+                 "not over windows")
+    return "\n".join(lines)

@@ -9,44 +9,118 @@ z_0..z_t and a_0..a_t, exactly what the RSSM's h_{t+1} has seen, so three heads 
     continuation        c_t = 1 - terminated_t (Bernoulli logit)
 
 Positions: rotary embeddings (RoPE) on queries and keys, plus a sliding attention window of
-`window` tokens (default 2 x the training sequence length). RoPE makes attention depend only
-on the distance between two tokens; the window caps that distance at what training showed.
-So a rollout longer than the training sequences (context 8 + horizon 10 = 36 tokens, trained
-on 32) never meets a distance it has not learnt, and the KV cache only keeps `window` entries.
+`window` tokens. The experiment sets window = 2 x seq_len tokens, i.e. exactly the length of
+one training sequence (seq_len steps of two tokens each): 32 tokens for 16-step windows.
+RoPE makes attention depend only on the distance between two tokens; the window caps that
+distance below what training showed (0..31). So a rollout longer than the training sequences
+(context 8 + horizon 10 = 36 tokens, trained on 32) never meets a distance it has not learnt.
 
 Imagination uses a true key/value cache: each imagined step feeds only its two new tokens
-(z_t, a_t) and attends to the cached keys and values of every layer.
+(z_t, a_t) and attends to the cached keys and values of every layer. The cache is a set of
+static-shape ring buffers written in place (`KVCache`), so one step has the same shapes at
+every horizon: on a CUDA GPU that step is captured once as a CUDA graph and replayed
+(`imagination_backend` says which path runs); on a CPU it runs eagerly.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .latent import unimix_logits
+from .latent import flat, mode_one_hot, unimix_logits
+from .masking import EMPTY, attention_mask  # noqa: F401  (attention_mask re-exported: old import path)
 from .nets import mlp
 from .world_model import WorldModel, register_world_model
 
 
-def rotary(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """RoPE: rotate pairs of channels of x [B, H, L, d] by angle pos * 10000^(-2i/d)."""
-    half = x.shape[-1] // 2
-    freqs = torch.pow(10000.0, -torch.arange(half, device=x.device, dtype=torch.float32) / half)
+# ----------------------------------------------------------------------------------------------
+# Rotary position embedding
+# ----------------------------------------------------------------------------------------------
+def rope_angles(pos: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the RoPE angles theta_{p,i} = p * 10000^(-2i/dim), i < dim/2: each [L, dim/2].
+
+    Computed once per forward pass and shared by the queries and keys of every layer (they all
+    sit at the same positions)."""
+    half = dim // 2
+    freqs = torch.pow(10000.0, -torch.arange(half, device=pos.device, dtype=torch.float32) / half)
     angle = pos.to(torch.float32)[:, None] * freqs[None, :]
-    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    return angle.cos(), angle.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE: rotate channel pairs (x_i, x_{i+d/2}) of x [B, H, L, d] by the angles behind cos, sin [L, d/2]."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
-def attention_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int) -> torch.Tensor:
-    """Boolean [Lq, Lk]: True where query may attend key: causal and within the sliding window."""
-    dist = q_pos[:, None] - k_pos[None, :]
-    return (dist >= 0) & (dist < window)
+def rotary(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """RoPE: rotate pairs of channels of x [B, H, L, d] by angle pos * 10000^(-2i/d)."""
+    return rotate(x, *rope_angles(pos, x.shape[-1]))
 
 
+# ----------------------------------------------------------------------------------------------
+# The key/value cache of imagination
+# ----------------------------------------------------------------------------------------------
+class KVCache:
+    """Keys and values of every layer in static-shape ring buffers, written in place.
+
+    An imagined step feeds two tokens at positions p, p+1. With the sliding window they read
+    keys p-window+1 .. p+1 between them: window + 1 slots are enough, and position p lives in
+    slot p mod (window + 1), overwriting a token that no query can read any more. Because the
+    shapes never change, a whole step can be captured once (CUDA graph) and replayed.
+
+        keys, values  one [B, heads, slots, head_dim] tensor per layer (keys already rotated)
+        pos           [slots] int64: the position of each slot's token (EMPTY: no token yet)
+        next_pos      [] int64 on the device: the position of the next token. A tensor, not a
+                      Python int, so that stepping never asks the host for anything.
+    Attention is a sum over keys, so their order in the ring does not matter; the mask built
+    from `pos` decides which are read.
+    """
+
+    def __init__(self, keys: list, values: list, pos: torch.Tensor, next_pos: torch.Tensor):
+        self.keys, self.values, self.pos, self.next_pos = keys, values, pos, next_pos
+
+    @classmethod
+    def empty(cls, layers: int, batch: int, heads: int, slots: int, head_dim: int,
+              device, dtype=torch.float32) -> "KVCache":
+        shape = (batch, heads, slots, head_dim)
+        return cls([torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)],
+                   [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)],
+                   torch.full((slots,), EMPTY, device=device, dtype=torch.long),
+                   torch.zeros((), device=device, dtype=torch.long))
+
+    @property
+    def slots(self) -> int:
+        return self.pos.shape[0]
+
+    @property
+    def batch(self) -> int:
+        return self.keys[0].shape[0]
+
+    def tensors(self) -> list:
+        return [*self.keys, *self.values, self.pos, self.next_pos]
+
+    def clone(self) -> "KVCache":
+        return KVCache([k.clone() for k in self.keys], [v.clone() for v in self.values],
+                       self.pos.clone(), self.next_pos.clone())
+
+    def copy_(self, other: "KVCache") -> "KVCache":
+        """Overwrite this cache's buffers with another's (same shapes), in place."""
+        for mine, theirs in zip(self.tensors(), other.tensors()):
+            mine.copy_(theirs)
+        return self
+
+
+# ----------------------------------------------------------------------------------------------
+# The Transformer
+# ----------------------------------------------------------------------------------------------
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float, window: int):
         super().__init__()
@@ -54,34 +128,42 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def project(self, x: torch.Tensor, pos: torch.Tensor):
+    def project(self, x: torch.Tensor, rope):
         """x [B, L, dim] -> rotated q, k and v, each [B, heads, L, dim/heads]."""
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        return rotary(q, pos), rotary(k, pos), v
+        return rotate(q, *rope), rotate(k, *rope), v
 
-    def forward(self, x, pos, past=None, use_cache=False):
-        """softmax(q k^T / sqrt(d) + mask) v via F.scaled_dot_product_attention.
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        """Heads [B, heads, L, d] -> output projection of the concatenated heads [B, L, heads*d]."""
+        B, H, L, d = y.shape
+        return self.proj(y.transpose(1, 2).reshape(B, L, H * d))
 
-        past: (k, v, k_pos) of earlier tokens of this layer, or None. Returns (y, present) where
-        present holds the last `window` keys/values (None unless use_cache).
-        """
-        q, k, v = self.project(x, pos)
-        k_pos = pos
-        if past is not None:
-            k, v, k_pos = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2), torch.cat([past[2], pos])
+    def forward(self, x, rope, mask=None):
+        """softmax(q k^T / sqrt(d) + mask) v over a whole sequence, via F.scaled_dot_product_attention.
+
+        mask None: plain causal (the sequence fits in the window); else the boolean sliding-window
+        mask. Returns (y, (k, v)): the keys and values are what `prefill` caches."""
+        q, k, v = self.project(x, rope)
         p = self.dropout if self.training else 0.0
-        if past is None and len(pos) <= self.window:
+        if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)  # fast path
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask(pos, k_pos, self.window), dropout_p=p)
-        present = (k[:, :, -self.window:], v[:, :, -self.window:], k_pos[-self.window:]) if use_cache else None
-        B, H, L, d = y.shape
-        return self.proj(y.transpose(1, 2).reshape(B, L, H * d)), present
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        return self.merge(y), (k, v)
 
-    def weights(self, x, pos) -> torch.Tensor:
+    def step(self, x, rope, mask, k_cache, v_cache, slots):
+        """The same attention for new tokens only: write their keys and values into the ring
+        (in place, at `slots`), then attend to the whole ring under `mask`."""
+        q, k, v = self.project(x, rope)
+        k_cache.index_copy_(2, slots, k)
+        v_cache.index_copy_(2, slots, v)
+        p = self.dropout if self.training else 0.0
+        return self.merge(F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask, dropout_p=p))
+
+    def weights(self, x, rope, pos) -> torch.Tensor:
         """Explicit attention probabilities [B, heads, L, L] (for the attention-map figure only)."""
-        q, k, _ = self.project(x, pos)
+        q, k, _ = self.project(x, rope)
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
         scores = scores.masked_fill(~attention_mask(pos, pos, self.window), float("-inf"))
         return scores.softmax(-1)
@@ -96,10 +178,14 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(dim, heads, dropout, window)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout))
 
-    def forward(self, x, pos, past=None, use_cache=False):
-        a, present = self.attn(self.ln1(x), pos, past, use_cache)
+    def forward(self, x, rope, mask=None):
+        a, kv = self.attn(self.ln1(x), rope, mask)
         x = x + a
-        return x + self.mlp(self.ln2(x)), present
+        return x + self.mlp(self.ln2(x)), kv
+
+    def step(self, x, rope, mask, k_cache, v_cache, slots):
+        x = x + self.attn.step(self.ln1(x), rope, mask, k_cache, v_cache, slots)
+        return x + self.mlp(self.ln2(x))
 
 
 class TransformerDynamics(nn.Module):
@@ -110,6 +196,7 @@ class TransformerDynamics(nn.Module):
                  hidden: int = 256, unimix: float = 0.01):
         super().__init__()
         self.latent_vars, self.latent_classes, self.unimix, self.window = latent_vars, latent_classes, unimix, window
+        self.heads_n, self.head_dim = heads, dim // heads
         self.z_embed = nn.Sequential(nn.Linear(latent_vars * latent_classes, dim), nn.LayerNorm(dim))
         self.a_embed = nn.Embedding(num_actions, dim)
         self.blocks = nn.ModuleList(Block(dim, heads, dropout, window) for _ in range(layers))
@@ -123,13 +210,16 @@ class TransformerDynamics(nn.Module):
         zt, at = self.z_embed(z), self.a_embed(action)
         return torch.stack([zt, at], dim=2).flatten(1, 2)
 
-    def run(self, x, pos, cache=None, use_cache=False):
-        """The blocks over token embeddings x at absolute positions pos; cache: one `past` per layer."""
-        present = []
-        for i, block in enumerate(self.blocks):
-            x, p = block(x, pos, None if cache is None else cache[i], use_cache)
-            present.append(p)
-        return self.ln_f(x), (present if use_cache else None)
+    def run(self, x: torch.Tensor, pos: torch.Tensor):
+        """The blocks over a whole token sequence x at positions pos -> (LN(h), [(k, v) per layer])."""
+        rope = rope_angles(pos, self.head_dim)
+        # within the window the sliding mask is just the causal one, and SDPA has a fast path for it
+        mask = None if len(pos) <= self.window else attention_mask(pos, pos, self.window)
+        kv = []
+        for block in self.blocks:
+            x, layer_kv = block(x, rope, mask)
+            kv.append(layer_kv)
+        return self.ln_f(x), kv
 
     def heads(self, h: torch.Tensor) -> dict:
         """Read the hidden state of action tokens: next-latent logits (unimix), reward, cont."""
@@ -148,34 +238,191 @@ class TransformerDynamics(nn.Module):
         h, _ = self.run(x, torch.arange(x.shape[1], device=x.device))
         return self.heads(h[:, 1::2])
 
-    def prefill(self, z: torch.Tensor, action: torch.Tensor):
-        """Run the tokens z_0, a_0, ..., z_{T-1}, a_{T-1} once and return (cache, next position)."""
+    # ---- imagination with the KV cache ------------------------------------------------------
+    def new_cache(self, batch: int, device, dtype=torch.float32) -> KVCache:
+        """An empty cache (no token yet; the next token is at position 0)."""
+        return KVCache.empty(len(self.blocks), batch, self.heads_n, self.window + 1, self.head_dim, device, dtype)
+
+    def prefill(self, z: torch.Tensor, action: torch.Tensor) -> KVCache:
+        """Run the tokens z_0, a_0, ..., z_{T-1}, a_{T-1} once; cache the keys/values the next tokens can read."""
         x = self.tokens(z, action)
-        _, cache = self.run(x, torch.arange(x.shape[1], device=x.device), use_cache=True)
-        return cache, x.shape[1]
+        L = x.shape[1]
+        pos = torch.arange(L, device=x.device)
+        _, kv = self.run(x, pos)
+        cache = self.new_cache(x.shape[0], x.device, kv[0][0].dtype)
+        keep = pos[-cache.slots:]  # older tokens are out of every later query's window
+        slots = keep % cache.slots
+        for (k, v), k_cache, v_cache in zip(kv, cache.keys, cache.values):
+            k_cache.index_copy_(2, slots, k[:, :, -cache.slots:])
+            v_cache.index_copy_(2, slots, v[:, :, -cache.slots:])
+        cache.pos.index_copy_(0, slots, keep)
+        cache.next_pos.fill_(L)
+        return cache
 
-    def step(self, cache, position: int, z: torch.Tensor, action: torch.Tensor):
-        """Feed only the two new tokens (z_t, a_t) at `position`, attending to the cache.
+    def step(self, cache: KVCache, z: torch.Tensor, action: torch.Tensor) -> dict:
+        """Feed only the two new tokens (z_t, a_t) at cache.next_pos, attending to the cache.
 
-        z [B, D], action [B] -> (heads at a_t, new cache). The old cache is not modified.
-        """
+        z [B, D], action [B] -> the heads read at a_t. Writes the two tokens into `cache` and
+        advances it, in place, without a single host sync (capturable as a CUDA graph)."""
         x = self.tokens(z[:, None], action[:, None])
-        pos = torch.arange(position, position + 2, device=x.device)
-        h, cache = self.run(x, pos, cache, use_cache=True)
-        return self.heads(h[:, -1]), cache
+        q_pos = cache.next_pos + torch.arange(2, device=x.device)
+        slots = q_pos % cache.slots
+        cache.pos.index_copy_(0, slots, q_pos)  # before the mask: a token attends to itself
+        mask = attention_mask(q_pos, cache.pos, self.window)
+        rope = rope_angles(q_pos, self.head_dim)
+        for block, k_cache, v_cache in zip(self.blocks, cache.keys, cache.values):
+            x = block.step(x, rope, mask, k_cache, v_cache, slots)
+        cache.next_pos.add_(2)
+        return self.heads(self.ln_f(x[:, -1]))
+
+    def imagine(self, cache: KVCache, z: torch.Tensor, actions: torch.Tensor, pick=None) -> dict:
+        """Open loop from a cache: at step k feed (z_k, a_k), read p(z_{k+1}), z_{k+1} = pick(logits).
+
+        pick None means the mode (argmax), which on a CUDA GPU runs as a replayed CUDA graph.
+        The given cache is left as it was. Returns latent, reward, cont, next_logits, each [B, H, ...]."""
+        if pick is None:
+            if not self.training and _graphs_usable(z.device):
+                out = self._imagine_graphed(cache, z, actions)
+                if out is not None:
+                    return out
+            pick = _mode
+        cache = cache.clone()
+        outs = []
+        for k in range(actions.shape[1]):
+            head = self.step(cache, z, actions[:, k])
+            z = pick(head["next_logits"])
+            outs.append(dict(head, latent=z))
+        return {key: torch.stack([o[key] for o in outs], 1) for key in IMAGINED}
+
+    def _imagine_graphed(self, cache: KVCache, z: torch.Tensor, actions: torch.Tensor) -> dict | None:
+        """`imagine` with mode latents through a captured CUDA graph; None if capture fails here."""
+        try:
+            graphs = _GRAPHS.setdefault(self, {})
+            # a graph holds raw addresses: a new batch size or re-allocated weights need a new one
+            key = (z.shape, z.dtype, cache.slots, cache.keys[0].dtype, tuple(p.data_ptr() for p in self.parameters()))
+            if key not in graphs:
+                if len(graphs) >= 4:  # a few batch sizes at most (evaluation chunks); free the rest
+                    graphs.clear()
+                graphs[key] = GraphedStep(self, cache, z)
+            return graphs[key].rollout(cache, z, actions)
+        except Exception as err:  # noqa: BLE001  (any capture failure: fall back, never fail a rollout)
+            _graphs_failed(err)
+            return None
 
     @torch.no_grad()
     def attention_maps(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Attention probabilities [layers, B, heads, 2T, 2T] over one sequence (eval mode)."""
         x = self.tokens(z, action)
         pos = torch.arange(x.shape[1], device=x.device)
+        rope = rope_angles(pos, self.head_dim)
+        mask = None if len(pos) <= self.window else attention_mask(pos, pos, self.window)
         maps = []
         for block in self.blocks:
-            maps.append(block.attn.weights(block.ln1(x), pos))
-            x, _ = block(x, pos)
+            maps.append(block.attn.weights(block.ln1(x), rope, pos))
+            x, _ = block(x, rope, mask)
         return torch.stack(maps)
 
 
+IMAGINED = ("latent", "reward", "cont", "next_logits")
+
+
+def _mode(logits: torch.Tensor) -> torch.Tensor:
+    return flat(mode_one_hot(logits))
+
+
+# ----------------------------------------------------------------------------------------------
+# CUDA graphs: one imagination step captured once, replayed every step
+# ----------------------------------------------------------------------------------------------
+# At this size an imagined step is a few hundred tiny kernels, each launched by Python: measured on
+# an H100, eager imagination ran at ~3.5k frames/s whatever the horizon, and the KV cache was no
+# faster than recomputing everything (../shared/GPU.md). A CUDA graph replays the whole step with
+# one launch. Capture takes milliseconds (torch.compile would take tens of seconds per shape on a
+# Colab GPU, a poor trade in a notebook), needs static shapes (KVCache) and no host syncs (none).
+CUDA_GRAPHS = True  # set False to force eager imagination everywhere (to compare, or to debug)
+_GRAPH_FAILURE: list[str] = []  # the reason capture failed in this process, once it has
+_GRAPHS: "weakref.WeakKeyDictionary[TransformerDynamics, dict]" = weakref.WeakKeyDictionary()
+
+
+def _graphs_usable(device: torch.device) -> bool:
+    return CUDA_GRAPHS and not _GRAPH_FAILURE and device.type == "cuda"
+
+
+def _graphs_failed(err: Exception) -> None:
+    """Remember the failure (eager from now on, in this process) and warn once."""
+    _GRAPH_FAILURE.append(f"{type(err).__name__}: {err}".splitlines()[0][:200])
+    warnings.warn(f"CUDA-graph imagination is unavailable here ({_GRAPH_FAILURE[0]}); imagining "
+                  "eagerly instead (same results, slower on a GPU).", RuntimeWarning, stacklevel=3)
+    try:  # a failed capture can leave work queued on the side stream; let it finish
+        torch.cuda.synchronize()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def imagination_backend(device: torch.device | str) -> str:
+    """How Transformer imagination runs on `device`, in words, for the notebook's device line."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return f"eager ({device.type})"
+    if not CUDA_GRAPHS:
+        return "eager (CUDA graphs switched off)"
+    if _GRAPH_FAILURE:
+        return f"eager (CUDA-graph capture failed: {_GRAPH_FAILURE[0]})"
+    return "CUDA graph of one step, static KV buffers (eager if capture fails)"
+
+
+class GraphedStep:
+    """One imagination step with mode latents, captured as a CUDA graph on static buffers.
+
+    The graph reads its inputs from, and writes its outputs to, fixed tensors (`self.cache`,
+    `self.z`, `self.action`, `self.out`); it also feeds its own latent back into `self.z`, so a
+    rollout of H steps is H replays, each followed by copying the step's outputs out."""
+
+    def __init__(self, dyn: TransformerDynamics, cache: KVCache, z: torch.Tensor):
+        # no reference to `dyn` is kept: _GRAPHS maps dyn weakly to its graphs
+        self.cache, self.z = cache.clone(), z.clone()
+        self.action = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
+        with torch.no_grad():
+            self.graph, self.out = self.capture(lambda: self._step(dyn), z.device)
+
+    @staticmethod
+    def capture(step, device) -> tuple:
+        """(graph, outputs): `step` recorded once; graph.replay() re-runs it into the same outputs."""
+        # warm up on a side stream first: lazy library setup (cuBLAS handles, kernel choice) must
+        # happen outside the capture (the pattern of the torch.cuda.graphs documentation)
+        side = torch.cuda.Stream(device=device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = step()
+        return graph, out
+
+    def _step(self, dyn: TransformerDynamics) -> dict:
+        head = dyn.step(self.cache, self.z, self.action)
+        latent = _mode(head["next_logits"])
+        self.z.copy_(latent)
+        return {key: (latent if key == "latent" else head[key]) for key in IMAGINED}
+
+    @torch.no_grad()
+    def rollout(self, cache: KVCache, z: torch.Tensor, actions: torch.Tensor) -> dict:
+        self.cache.copy_(cache)
+        self.z.copy_(z)
+        B, H = actions.shape
+        outs = {key: torch.empty((B, H, *t.shape[1:]), dtype=t.dtype, device=t.device) for key, t in self.out.items()}
+        for k in range(H):
+            self.action.copy_(actions[:, k])
+            self.graph.replay()
+            for key, t in self.out.items():
+                outs[key][:, k] = t
+        return outs
+
+
+# ----------------------------------------------------------------------------------------------
+# The world model
+# ----------------------------------------------------------------------------------------------
 @register_world_model
 class TransformerWorldModel(WorldModel):
     """CategoricalVAE + TransformerDynamics. Posterior q(z_t | o_t) is the encoder alone (STORM)."""
@@ -196,6 +443,7 @@ class TransformerWorldModel(WorldModel):
 
     @classmethod
     def backbone_kwargs(cls, cfg) -> dict:
+        # the window in TOKENS: 2 per step, so exactly one training sequence of cfg.seq_len steps
         return dict(tf_layers=cfg.tf_layers, tf_dim=cfg.tf_dim, tf_heads=cfg.tf_heads,
                     tf_dropout=cfg.tf_dropout, window=2 * cfg.seq_len)
 
@@ -212,24 +460,20 @@ class TransformerWorldModel(WorldModel):
         The cache holds z_0, a_0, ..., z_{C-2}, a_{C-2}; z_{C-1} waits for its action, which is
         the first action given to `imagine`."""
         latents = self.encode(obs)
-        C = latents.shape[1]
+        B, C = latents.shape[:2]
         if actions.shape[1] != C - 1:
             raise ValueError(f"observe needs {C - 1} actions between {C} context frames, got {actions.shape[1]}")
         if C > 1:
-            cache, position = self.dynamics.prefill(latents[:, :-1], actions)
+            cache = self.dynamics.prefill(latents[:, :-1], actions)
         else:
-            cache, position = None, 0
-        return {"cache": cache, "position": position, "latent": latents[:, -1], "latents": latents}
+            cache = self.dynamics.new_cache(B, latents.device, next(self.dynamics.parameters()).dtype)
+        return {"cache": cache, "latent": latents[:, -1], "latents": latents}
 
     @torch.no_grad()
     def imagine(self, state: dict, actions: torch.Tensor, sample: bool = False,
                 generator: torch.Generator | None = None) -> dict:
-        """Open loop: at step k feed (z_k, a_k), read p(z_{k+1}), pick the mode (or a sample)."""
-        cache, position, z = state["cache"], state["position"], state["latent"]
-        outs = []
-        for k in range(actions.shape[1]):
-            head, cache = self.dynamics.step(cache, position, z, actions[:, k])
-            position += 2
-            z = self._pick(head["next_logits"], sample, generator)
-            outs.append(dict(head, latent=z))
-        return {key: torch.stack([o[key] for o in outs], 1) for key in ("latent", "reward", "cont", "next_logits")}
+        """Open loop: at step k feed (z_k, a_k), read p(z_{k+1}), pick the mode (or a sample).
+
+        The state is left as it was, so one state can be imagined from many times."""
+        pick = (lambda logits: self._pick(logits, True, generator)) if sample else None
+        return self.dynamics.imagine(state["cache"], state["latent"], actions, pick)

@@ -1,0 +1,182 @@
+"""Rollouts you can watch: an animated GIF of named frame sequences side by side.
+
+    gif = wm.animate.rollout_gif({"truth": obs[0], "RSSM": rssm_frames, "Transformer": tf_frames},
+                                 context=cfg.context)
+    wm.animate.gif_output(gif)          # last line of a cell: plays in Jupyter, GitHub, nbviewer
+
+Each GIF frame shows every panel at the same time step, upscaled with nearest-neighbour (so
+pixels stay pixels), under a bar that says whether the step is a real context frame or an
+imagined one. The GIF is written with PIL on ONE shared palette without dithering: Atari frames
+hold few colours, and a shared, undithered palette keeps successive frames identical where
+nothing moves, which is what GIF's frame-difference encoding compresses.
+
+Why `gif_output` labels the data image/png: nbconvert (which nbviewer runs) has no image/gif in
+its display priority, so an image/gif output falls back to its text there (jupyter/nbconvert
+PR #2271, adding it, is still open); every notebook renderer (JupyterLab, Colab, VS Code,
+GitHub, nbviewer) shows image/png as `<img src="data:image/png;base64,...">`, and browsers
+pick the decoder from the image bytes, not the label, so the GIF plays. The same trick is the
+one IPython's own maintainers used for GIFs (ipython/ipython#10045). `how="markdown"` gives
+the alternative: a text/markdown output holding an `<img src="data:image/gif;base64,...">`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+MAX_GIF_BYTES = 2_000_000  # what the notebook may embed (issue 13: at most 2 MB)
+MIN_PANEL_PX = 192
+
+BACKGROUND = (255, 255, 255)
+INK = (20, 20, 20)
+CONTEXT_BAR = (200, 200, 200)  # grey bar: the models see this real frame
+IMAGINED_BAR = (255, 190, 120)  # orange bar: the models imagine this frame from the actions alone
+
+
+def _uint8_frames(frames: torch.Tensor) -> np.ndarray:
+    """[T, 3, H, W] in [0, 1] -> [T, H, W, 3] uint8."""
+    x = frames.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)  # scalable (FreeType); a fixed bitmap font otherwise
+    except (TypeError, OSError, ImportError):  # pragma: no cover
+        return ImageFont.load_default()
+
+
+def _full_sequences(panels: dict, context: int) -> tuple[dict, int]:
+    """Every panel as T = context + horizon uint8 frames; a panel of `horizon` frames is led by
+    the first panel's context frames (the real frames every model observed)."""
+    names = list(panels)
+    ref = _uint8_frames(panels[names[0]])
+    T = len(ref)
+    if T <= context:
+        raise ValueError(f"the first panel ({names[0]!r}) needs context + horizon frames; "
+                         f"got {T} for context {context}")
+    out = {}
+    for name in names:
+        f = _uint8_frames(panels[name])
+        if len(f) == T - context:
+            f = np.concatenate([ref[:context], f])
+        if len(f) != T or f.shape[1:] != ref.shape[1:]:
+            raise ValueError(f"panel {name!r}: {len(f)} frames of {f.shape[1:]}; expected {T} (or "
+                             f"{T - context} imagined) of {ref.shape[1:]}")
+        out[name] = f
+    return out, T
+
+
+def compose_frames(panels: dict, context: int, scale: int = 3, gap: int = 8) -> list[Image.Image]:
+    """One RGB image per time step: a status bar ("context 3/8" or "imagined +5 / 20"), then
+    every panel side by side, upscaled `scale` times (nearest), with its name above it."""
+    seqs, T = _full_sequences(panels, context)
+    h, w = next(iter(seqs.values())).shape[1:3]
+    ph, pw = h * scale, w * scale
+    label_font, bar_font = _font(max(12, ph // 12)), _font(max(13, ph // 11))
+    label_h, bar_h = int(label_font.size * 1.6), int(bar_font.size * 1.7)
+    width = len(seqs) * pw + (len(seqs) + 1) * gap
+    height = bar_h + label_h + ph + gap
+    images = []
+    for t in range(T):
+        img = Image.new("RGB", (width, height), BACKGROUND)
+        draw = ImageDraw.Draw(img)
+        imagined = t >= context
+        status = (f"imagined step +{t - context + 1} / {T - context}  (open loop, real actions)" if imagined
+                  else f"context frame {t + 1} / {context}  (real)")
+        draw.rectangle([0, 0, width, bar_h], fill=IMAGINED_BAR if imagined else CONTEXT_BAR)
+        draw.text((gap, bar_h // 2), status, fill=INK, font=bar_font, anchor="lm")
+        for i, (name, frames) in enumerate(seqs.items()):
+            x0 = gap + i * (pw + gap)
+            draw.text((x0 + pw // 2, bar_h + label_h // 2), name, fill=INK, font=label_font, anchor="mm")
+            panel = Image.fromarray(frames[t]).resize((pw, ph), Image.NEAREST)
+            img.paste(panel, (x0, bar_h + label_h))
+        images.append(img)
+    return images
+
+
+def _encode(images: list[Image.Image], colors: int, durations: list[int]) -> bytes:
+    """GIF bytes on one shared adaptive palette of `colors` colours, no dithering."""
+    sample = images[:: max(1, len(images) // 8)]  # the palette is fitted to a spread of frames
+    strip = Image.new("RGB", (sample[0].width, sample[0].height * len(sample)))
+    for k, im in enumerate(sample):
+        strip.paste(im, (0, k * im.height))
+    palette = strip.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+    frames = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=durations,
+                   loop=0, optimize=True, disposal=1)
+    return buf.getvalue()
+
+
+def rollout_gif(panels: dict, context: int, scale: int = 3, frame_ms: int = 250, end_pause_ms: int = 1500,
+                max_bytes: int = MAX_GIF_BYTES, colors: int = 128, path=None) -> bytes:
+    """Animated GIF bytes of named frame sequences side by side (e.g. truth | RSSM | Transformer).
+
+    panels:  {name: frames [T, 3, H, W] in [0, 1]}, in display order. The first has all
+             T = context + horizon frames (the truth); the others may hold only the `horizon`
+             imagined frames, and are then led by the first panel's context frames.
+    scale:   nearest-neighbour upscaling; each panel must come out >= 192 px (3 for 64 px frames).
+    Timing:  `frame_ms` per step; the last step is held `end_pause_ms` before the loop restarts.
+    Size:    at most `max_bytes`: if the GIF is larger, it is re-encoded with fewer colours
+             (128 -> 64 -> 32 -> 16); if it still does not fit, ValueError says so.
+    The GIF has exactly T frames (one per time step). If `path` is given, it is also written there.
+    """
+    first = next(iter(panels.values()))
+    if min(first.shape[-2:]) * scale < MIN_PANEL_PX:
+        raise ValueError(f"scale {scale} makes {tuple(first.shape[-2:])} panels smaller than {MIN_PANEL_PX} px")
+    images = compose_frames(panels, context, scale)
+    durations = [frame_ms] * (len(images) - 1) + [end_pause_ms]
+    tried = []
+    for n in sorted({c for c in (colors, 64, 32, 16) if c <= colors}, reverse=True):
+        data = _encode(images, n, durations)
+        tried.append(f"{n} colours: {len(data) / 1e6:.2f} MB")
+        if len(data) <= max_bytes:
+            if path is not None:
+                with open(path, "wb") as f:
+                    f.write(data)
+            return data
+    raise ValueError(f"GIF larger than {max_bytes / 1e6:.1f} MB at every palette ({'; '.join(tried)}): "
+                     f"show fewer steps or panels")
+
+
+def gif_info(data: bytes) -> dict:
+    """{"frames", "width", "height", "bytes", "durations_ms"} of GIF bytes (what the tests check)."""
+    im = Image.open(io.BytesIO(data))
+    durations = []
+    for k in range(im.n_frames):
+        im.seek(k)
+        durations.append(im.info.get("duration", 0))
+    return {"frames": im.n_frames, "width": im.width, "height": im.height, "bytes": len(data),
+            "durations_ms": durations}
+
+
+class GifOutput:
+    """A notebook output that plays GIF bytes in Jupyter and in static renders (see module doc)."""
+
+    def __init__(self, data: bytes, how: str = "image"):
+        if how not in ("image", "markdown"):
+            raise ValueError(f"how={how!r}: 'image' or 'markdown'")
+        self.data, self.how = data, how
+        self.info = gif_info(data)
+
+    def __repr__(self) -> str:  # the text/plain fallback: what the output is, no object address
+        i = self.info
+        return f"<animated GIF: {i['frames']} frames, {i['width']}x{i['height']} px, {i['bytes'] / 1e6:.2f} MB>"
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        b64 = base64.b64encode(self.data).decode("ascii")
+        w, h = self.info["width"], self.info["height"]
+        if self.how == "image":
+            return {"image/png": b64, "text/plain": repr(self)}, {"image/png": {"width": w, "height": h}}
+        html = f'<img src="data:image/gif;base64,{b64}" width="{w}" alt="rollout animation"/>'
+        return {"text/markdown": html, "text/plain": repr(self)}, {}
+
+
+def gif_output(data: bytes, how: str = "image") -> GifOutput:
+    """Wrap GIF bytes for display: make it the last expression of a cell (or pass it to display())."""
+    return GifOutput(data, how)

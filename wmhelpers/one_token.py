@@ -1,0 +1,186 @@
+"""One token per frame, made concrete: why the token is 32 indices, not one.
+
+The spec says "each frame maps to a single token index". Read literally, that is ONE categorical
+variable: with 32 classes the whole frame becomes one of 32 indices, log2(32) = 5 bits, so the
+decoder can draw at most 32 different pictures. Two boxers, each anywhere in the ring, need far
+more than 32 pictures. The latent this project (and STORM, DreamerV3) uses is 32 categorical
+variables of 32 classes: 32 indices, 32 x 5 = 160 bits, one TOKEN per frame that the
+Transformer reads as a single position of its sequence. Both readings say "one token"; only the
+second can draw the frame.
+
+`one_token_demo` measures it: it trains two small CategoricalVAEs for the same number of steps
+(and at most the same seconds) on the same frames, 1 x 32 and 32 x 32, then scores their
+reconstructions of held-out frames, over the whole frame and over the "boxer pixels" (those
+that differ from the mean frame). Two choices make a 30-second run say something:
+- a smaller conv stack (8-16-32-64) than the world model's, the same for both shapes;
+- frames centred on the mean training frame (ordinary input normalisation): the ring, which
+  never moves, is then free, and all of the loss, hence all of the gradient, is on the boxers.
+  Without it both VAEs spend the whole budget learning the ring and stay collapsed on one code.
+A short run can leave the 1 x 32 VAE short of what one index could do at best, so the demo also
+computes that best directly: a 1 x 32 token names one of 32 pictures, and the 32 pictures with
+the least squared error on the training frames are the 32 k-means centroids of those frames
+(`best_one_index_pictures`). If even they cannot draw the boxers, no training would.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import time
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .evaluate import masked_psnr, psnr
+from .vae import CategoricalVAE
+
+SHAPES = {"one index (1 x 32)": (1, 32), "32 indices (32 x 32, the shipped token)": (32, 32)}
+BEST_ONE_INDEX = "best possible one index (32 k-means pictures)"
+
+
+def sample_frames(dataset, n: int, seed: int = 0) -> torch.Tensor:
+    """n random frames [n, 3, 64, 64] in [0, 1] from an EpisodeDataset (rows chosen by `seed`)."""
+    rows = np.sort(np.random.default_rng(seed).choice(len(dataset), size=min(n, len(dataset)), replace=False))
+    obs = torch.from_numpy(dataset.arrays["obs"][rows])  # [n, H, W, 3] uint8
+    return obs.permute(0, 3, 1, 2).float().div(255.0)
+
+
+def train_vae(frames: torch.Tensor, latent_vars: int, latent_classes: int, steps: int = 800,
+              max_seconds: float = 14.0, batch: int = 16, lr: float = 3e-3, seed: int = 0,
+              conv_widths=(8, 16, 32, 64)):
+    """A CategoricalVAE trained on `frames` (already centred: see the module docstring) for
+    `steps` Adam steps or `max_seconds` of wall clock, whichever comes first (at least one step).
+
+    Returns (vae in eval mode, {"steps", "seconds", "final_loss"}). The same seed, batch order,
+    optimizer and budget for every latent shape, so only the latent differs."""
+    torch.manual_seed(seed)
+    vae = CategoricalVAE(conv_widths, latent_vars, latent_classes, unimix=0.01, frame_size=frames.shape[-1])
+    opt = torch.optim.Adam(vae.parameters(), lr=lr)
+    order = torch.Generator().manual_seed(seed)
+    start, done, loss = time.perf_counter(), 0, float("nan")
+    while done < max(1, steps) and (done == 0 or time.perf_counter() - start < max_seconds):
+        idx = torch.randint(len(frames), (batch,), generator=order)
+        recon, _ = vae.loss(frames[idx])
+        opt.zero_grad(set_to_none=True)
+        recon.backward()
+        opt.step()
+        done, loss = done + 1, float(recon.detach())
+    vae.eval()
+    return vae, {"steps": done, "seconds": time.perf_counter() - start, "final_loss": loss}
+
+
+@torch.no_grad()
+def best_one_index_pictures(train_frames: torch.Tensor, classes: int = 32, iters: int = 10,
+                            seed: int = 0) -> torch.Tensor:
+    """The `classes` pictures a one-index token could best name: k-means centroids [classes, 3, H, W]
+    of the training frames (Lloyd's algorithm, squared error; an emptied cluster is re-seeded
+    with the frame currently worst served, so all `classes` pictures are used)."""
+    x = train_frames.flatten(1)
+    gen = torch.Generator().manual_seed(seed)
+    centroids = x[torch.randperm(len(x), generator=gen)[:classes]].clone()
+    for _ in range(iters):
+        dist = torch.cdist(x, centroids)
+        assign = dist.argmin(1)
+        for k in range(classes):
+            members = x[assign == k]
+            if len(members):
+                centroids[k] = members.mean(0)
+            else:
+                centroids[k] = x[dist.min(1).values.argmax()]
+    return centroids.view(classes, *train_frames.shape[1:])
+
+
+def nearest_picture(frames: torch.Tensor, pictures: torch.Tensor) -> torch.Tensor:
+    """Each frame replaced by the closest of `pictures` (what decoding a one-index token can give)."""
+    idx = torch.cdist(frames.flatten(1), pictures.flatten(1)).argmin(1)
+    return pictures[idx]
+
+
+@torch.no_grad()
+def one_token_demo(train_frames: torch.Tensor, test_frames: torch.Tensor, seconds: float = 24.0,
+                   steps: int = 800, shapes: dict | None = None, foreground_threshold: float = 0.1,
+                   best_one_index: bool = True, trained: dict | None = None, **train_kwargs) -> dict:
+    """Train one CategoricalVAE per latent shape (`steps` steps each, all within `seconds` of wall
+    clock for the whole demo) and score their mode reconstructions of `test_frames` (held out).
+    About 1,000 training frames are plenty (the k-means below costs time per frame). Returns
+
+    {"frames": test_frames, "mean_frame": [3, 64, 64], "seconds": total,
+     "mean_frame_psnr" / "mean_frame_boxer_psnr": the same scores for drawing the mean frame,
+     "models": {name: {"vars", "classes", "bits": vars * log2(classes), "recon": [M, 3, 64, 64],
+                       "mse": per-pixel MSE, "psnr": mean dB over frames, "boxer_psnr": mean dB
+                       over the pixels that differ from the mean frame by > foreground_threshold,
+                       "codes_used": distinct tokens emitted on the test frames (1 x 32 can
+                       never exceed 32), "steps", "seconds", "final_loss"}}}
+    best_one_index adds the model BEST_ONE_INDEX: each test frame drawn as the nearest of the 32
+    k-means pictures (`best_one_index_pictures`), the most any one-index token could show.
+    trained: {name: CategoricalVAE} already trained elsewhere (e.g. {"32 indices, trained in the
+    world model": tf.vae}), scored on the same frames without retraining: what the 32 x 32 token
+    reaches with a full budget rather than seconds.
+    """
+    start = time.perf_counter()
+    shapes = shapes or SHAPES
+    mean = train_frames.mean(0)
+    boxers = (test_frames - mean).abs().amax(-3, keepdim=True) > foreground_threshold
+
+    def scores(recon):
+        return {"mse": float((recon - test_frames).pow(2).mean()), "psnr": float(psnr(recon, test_frames).mean()),
+                "boxer_psnr": float(masked_psnr(recon, test_frames, boxers).nanmean())}
+
+    def record(name, recon, V, K, codes, **info):
+        out["models"][name] = {"vars": V, "classes": K, "bits": V * math.log2(K), "recon": recon,
+                               **scores(recon), "codes_used": codes, **info}
+
+    flat_mean = scores(mean.expand_as(test_frames))
+    out = {"frames": test_frames, "mean_frame": mean, "mean_frame_psnr": flat_mean["psnr"],
+           "mean_frame_boxer_psnr": flat_mean["boxer_psnr"], "models": {}}
+    # the quick parts first, so the VAEs get whatever is left of `seconds`
+    for name, vae in (trained or {}).items():
+        vae.eval()
+        z = vae.encode(test_frames.to(next(vae.parameters()).device))
+        record(name, vae.decode(z).float().cpu(), vae.latent_vars, vae.latent_classes, len(torch.unique(z, dim=0)))
+    if best_one_index:
+        K = next((K for V, K in shapes.values() if V == 1), 32)
+        recon = nearest_picture(test_frames, best_one_index_pictures(train_frames, K))
+        record(BEST_ONE_INDEX, recon, 1, K, len(torch.unique(recon.flatten(1), dim=0)))
+    left = max(0.0, seconds - (time.perf_counter() - start))
+    for name, (V, K) in shapes.items():
+        with torch.enable_grad():
+            vae, info = train_vae(train_frames - mean, V, K, steps=steps, max_seconds=left / len(shapes),
+                                  **train_kwargs)
+        z = vae.encode(test_frames - mean)
+        recon = (vae.decode_mean(z) + mean).clamp(0, 1)  # the VAE draws the difference from the mean frame
+        record(name, recon, V, K, len(torch.unique(z, dim=0)), **info)
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def _row_order(item) -> tuple:
+    """Fewest bits first; within equal bits the VAE trained here before the reference beside it."""
+    name, m = item
+    return m["bits"], "steps" not in m
+
+
+def plot_one_token_demo(result: dict, n: int = 6) -> Figure:
+    """Rows: held-out true frames, then each reconstruction (fewest bits first), labelled with its
+    bits, whole-frame PSNR and boxer-pixel PSNR; columns: n frames."""
+    frames = result["frames"][:n]
+    rows = [("true frames", frames)] + [
+        (f"{textwrap.fill(name, 22)}\n{m['bits']:.0f} bits: {m['psnr']:.1f} dB\nboxers: {m['boxer_psnr']:.1f} dB",
+         m["recon"][:n]) for name, m in sorted(result["models"].items(), key=_row_order)]
+    fig = Figure(figsize=(1.45 * len(frames) + 2.0, 1.5 * len(rows) + 0.5), layout="constrained")
+    axes = fig.subplots(len(rows), len(frames), squeeze=False)
+    for r, (label, x) in enumerate(rows):
+        for j in range(len(frames)):
+            ax = axes[r, j]
+            ax.imshow(x[j].clamp(0, 1).permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8)
+    steps = " and ".join(str(m["steps"]) for m in result["models"].values() if "steps" in m)
+    raced = f"; VAEs trained here for {steps} steps" if steps else ""
+    fig.suptitle(f"held-out frames through one index (5 bits) and 32 indices (160 bits){raced}; "
+                 f"the mean frame alone scores {result['mean_frame_psnr']:.1f} dB, boxers "
+                 f"{result['mean_frame_boxer_psnr']:.1f} dB", fontsize=9)
+    return fig
