@@ -174,3 +174,34 @@ def test_training_seed_moves_the_model_but_not_the_data_seed(split):
     w0 = validation_windows(val, tiny_config(val_windows=4, seq_len=6, train_seed=0))
     w1 = validation_windows(val, tiny_config(val_windows=4, seq_len=6, train_seed=1))
     assert torch.equal(w0["start"], w1["start"])
+
+
+# ---- presets and precision ---------------------------------------------------------------------------
+def test_gpu_preset_applies_on_cuda_only(monkeypatch):
+    monkeypatch.delenv("WM_SMOKE", raising=False)
+    monkeypatch.delenv("WM_PRESET", raising=False)
+    cpu = ExperimentConfig.from_env()
+    assert cpu == ExperimentConfig() and cpu.preset == "cpu"  # the CPU default is unchanged
+    monkeypatch.setattr(ExperimentConfig, "resolve_device", lambda self: torch.device("cuda"))
+    gpu = ExperimentConfig.from_env()
+    assert gpu.preset == "gpu" and gpu.train_steps > cpu.train_steps
+    assert gpu.checkpoint_dir != cpu.checkpoint_dir  # never overwrites the shipped CPU checkpoints
+    assert gpu.replace(train_steps=cpu.train_steps, checkpoint_dir=cpu.checkpoint_dir) == cpu  # only the budget
+    monkeypatch.setenv("WM_PRESET", "cpu")
+    assert ExperimentConfig.from_env() == cpu
+    monkeypatch.setenv("WM_SMOKE", "1")
+    assert ExperimentConfig.from_env() == ExperimentConfig.smoke()  # smoke wins, unchanged
+
+
+def test_amp_auto_picks_what_was_measured_faster(monkeypatch):
+    import wmhelpers.device as dev
+
+    assert dev.resolve_amp_dtype("auto", "cuda") is None  # bf16 measured slower on an H100; a T4 only emulates it
+    assert dev.resolve_amp_dtype("bf16", "cuda") == torch.bfloat16  # asked for explicitly
+    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: False)
+    assert dev.resolve_amp_dtype("auto", "cpu") is None  # AVX2-only EPYC: bf16 28x slower
+    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: True)
+    assert dev.resolve_amp_dtype("auto", "cpu") == torch.bfloat16  # AMX / AVX-512 BF16
+    assert dev.resolve_amp_dtype("off", "cpu") is None
+    with pytest.raises(ValueError, match="amp"):
+        dev.resolve_amp_dtype("fp8", "cpu")

@@ -152,12 +152,12 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self.merge(y), (k, v)
 
-    def step(self, x, rope, mask, k_cache, v_cache, slots):
+    def step(self, x, rope, mask, k_cache, v_cache, slot):
         """The same attention for new tokens only: write their keys and values into the ring
-        (in place, at `slots`), then attend to the whole ring under `mask`."""
+        (in place, at the slot indices `slot`), then attend to the whole ring under `mask`."""
         q, k, v = self.project(x, rope)
-        k_cache.index_copy_(2, slots, k)
-        v_cache.index_copy_(2, slots, v)
+        k_cache.index_copy_(2, slot, k)
+        v_cache.index_copy_(2, slot, v)
         p = self.dropout if self.training else 0.0
         return self.merge(F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask, dropout_p=p))
 
@@ -183,8 +183,8 @@ class Block(nn.Module):
         x = x + a
         return x + self.mlp(self.ln2(x)), kv
 
-    def step(self, x, rope, mask, k_cache, v_cache, slots):
-        x = x + self.attn.step(self.ln1(x), rope, mask, k_cache, v_cache, slots)
+    def step(self, x, rope, mask, k_cache, v_cache, slot):
+        x = x + self.attn.step(self.ln1(x), rope, mask, k_cache, v_cache, slot)
         return x + self.mlp(self.ln2(x))
 
 
@@ -196,7 +196,7 @@ class TransformerDynamics(nn.Module):
                  hidden: int = 256, unimix: float = 0.01):
         super().__init__()
         self.latent_vars, self.latent_classes, self.unimix, self.window = latent_vars, latent_classes, unimix, window
-        self.heads_n, self.head_dim = heads, dim // heads
+        self.heads_n, self.head_dim = heads, dim // heads  # (`heads` is the method reading the outputs)
         self.z_embed = nn.Sequential(nn.Linear(latent_vars * latent_classes, dim), nn.LayerNorm(dim))
         self.a_embed = nn.Embedding(num_actions, dim)
         self.blocks = nn.ModuleList(Block(dim, heads, dropout, window) for _ in range(layers))
@@ -251,11 +251,11 @@ class TransformerDynamics(nn.Module):
         _, kv = self.run(x, pos)
         cache = self.new_cache(x.shape[0], x.device, kv[0][0].dtype)
         keep = pos[-cache.slots:]  # older tokens are out of every later query's window
-        slots = keep % cache.slots
+        slot = keep % cache.slots  # position p lives in slot p mod slots
         for (k, v), k_cache, v_cache in zip(kv, cache.keys, cache.values):
-            k_cache.index_copy_(2, slots, k[:, :, -cache.slots:])
-            v_cache.index_copy_(2, slots, v[:, :, -cache.slots:])
-        cache.pos.index_copy_(0, slots, keep)
+            k_cache.index_copy_(2, slot, k[:, :, -cache.slots:])
+            v_cache.index_copy_(2, slot, v[:, :, -cache.slots:])
+        cache.pos.index_copy_(0, slot, keep)
         cache.next_pos.fill_(L)
         return cache
 
@@ -266,12 +266,12 @@ class TransformerDynamics(nn.Module):
         advances it, in place, without a single host sync (capturable as a CUDA graph)."""
         x = self.tokens(z[:, None], action[:, None])
         q_pos = cache.next_pos + torch.arange(2, device=x.device)
-        slots = q_pos % cache.slots
-        cache.pos.index_copy_(0, slots, q_pos)  # before the mask: a token attends to itself
+        slot = q_pos % cache.slots
+        cache.pos.index_copy_(0, slot, q_pos)  # before the mask: a token attends to itself
         mask = attention_mask(q_pos, cache.pos, self.window)
         rope = rope_angles(q_pos, self.head_dim)
         for block, k_cache, v_cache in zip(self.blocks, cache.keys, cache.values):
-            x = block.step(x, rope, mask, k_cache, v_cache, slots)
+            x = block.step(x, rope, mask, k_cache, v_cache, slot)
         cache.next_pos.add_(2)
         return self.heads(self.ln_f(x[:, -1]))
 
