@@ -205,3 +205,34 @@ def test_amp_auto_picks_what_was_measured_faster(monkeypatch):
     assert dev.resolve_amp_dtype("off", "cpu") is None
     with pytest.raises(ValueError, match="amp"):
         dev.resolve_amp_dtype("fp8", "cpu")
+
+
+# ---- the loss pairs the prediction made at a_t with z_{t+1} -------------------------------------------
+class _ScriptedDynamics(RSSMWorldModel):
+    """A world model whose teacher-forced outputs are scripted: the posterior of frame t is a
+    distinct categorical P_t, and the prediction made at step t is `predict(t)`."""
+
+    def __init__(self, shift: int, **kw):
+        super().__init__(**kw)
+        self.shift = shift
+
+    def teacher_forced(self, obs, action, sample=True, generator=None):
+        B, T = action.shape
+        V, K = self.vae.latent_vars, self.vae.latent_classes
+        g = torch.Generator().manual_seed(0)
+        post = torch.randn(1, T + 2, V, K, generator=g).expand(B, -1, -1, -1) * 3  # P_0 .. P_{T+1}
+        nxt = post[:, self.shift: self.shift + T]  # the prediction made at step t: P_{t + shift}
+        z = self.vae.sample(post[:, :T], generator)
+        return {"post_logits": post[:, :T], "next_logits": nxt, "latent": z,
+                "reward": torch.zeros(B, T), "cont_logit": torch.zeros(B, T)}
+
+
+@pytest.mark.parametrize("shift, zero", [(1, True), (0, False), (2, False)])
+def test_only_the_correct_alignment_gives_zero_dynamics_kl(shift, zero):
+    cfg = tiny_config(seq_len=6)
+    kw = {**_ScriptedDynamics.shared_kwargs(cfg), **_ScriptedDynamics.backbone_kwargs(cfg)}
+    model = _ScriptedDynamics(shift, num_actions=NUM_ACTIONS, **kw)
+    batch = make_dataset([10], seed=1).sample(2, 6, torch.Generator().manual_seed(0))
+    _, terms = model.loss(batch)
+    # prediction made at a_t must be scored against the posterior of frame t+1: shift 1 is exact
+    assert (terms["kl"] < 1e-5) == zero, terms["kl"]

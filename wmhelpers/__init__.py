@@ -37,7 +37,7 @@ from .world_model import MODEL_REGISTRY, WorldModel
 __all__ = [
     "kv_cache_speed", "imagination_backend",
     "PSNR_CAP_DB", "capped_counts",
-    "device", "seeds", "verdict", "wallclock",
+    "device", "notebook", "seeds", "verdict", "wallclock",
     "animate", "one_token", "teach", "show_source",
     "plots", "attention_cost_sweep", "run_benchmark", "CheckpointError", "load_checkpoint", "save_checkpoint",
     "ExperimentConfig", "EpisodeDataset", "load_or_collect", "evaluate_rollouts", "headline_table",
