@@ -272,7 +272,7 @@ def test_colab_path_clones_installs_and_runs_the_notebook(tmp_path, monkeypatch)
     # the rest of the notebook ran, every cell in order (nbclient stops at an error), in smoke mode, in the clone
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
-    assert "smoke mode: True" in "".join(_text(c) for c in code)
+    assert "smoke budget (WM_SMOKE=1)" in "".join(_text(c) for c in code)
 
     # What the run wrote landed in the clone, and nowhere else: not beside it (a missed chdir) and not
     # in this repository (wmhelpers or a path taken from here). Other files of the repository may
