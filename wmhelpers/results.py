@@ -54,8 +54,16 @@ def save_results(path, results: dict, histories: dict, cfg, data, device: str | 
         "training": {name: training_summary(h) for name, h in histories.items()},
         "extra": extra or {},
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_plain(doc), indent=1))
+    return write_json(path, _plain(doc))
+
+
+def write_json(path, doc: dict) -> Path:
+    """Write `doc` as JSON to a temporary file beside `path`, then rename it into place, so an
+    interrupted run never leaves a half file (the results file and the seeds file alike)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
     os.replace(tmp, path)
     return path
 

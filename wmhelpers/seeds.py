@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from .config import RUN_ENVIRONMENT_FIELDS, ExperimentConfig
+from .evaluate import t_multiplier
+from .results import write_json
+from .world_model import MODEL_REGISTRY
 
 SEEDS_VERSION = 1
 MODEL_NAMES = {"rssm": "RSSM", "transformer": "Transformer"}
@@ -48,13 +48,6 @@ def checkpoint_path(cfg: ExperimentConfig, kind: str, seed: int) -> Path:
     if seed == ExperimentConfig().train_seed:
         return Path(cfg.checkpoint_dir) / SHIPPED[kind]
     return Path(cfg.checkpoint_dir) / "seeds" / f"{kind}_seed{seed}.pt"
-
-
-def _model_class(kind: str):
-    from .rssm import RSSMWorldModel
-    from .transformer import TransformerWorldModel
-
-    return {"rssm": RSSMWorldModel, "transformer": TransformerWorldModel}[kind]
 
 
 def train_seed_models(cfg: ExperimentConfig, seeds, kinds=("rssm", "transformer"), progress: bool = True) -> dict:
@@ -70,7 +63,7 @@ def train_seed_models(cfg: ExperimentConfig, seeds, kinds=("rssm", "transformer"
         for kind in kinds:
             path = checkpoint_path(cfg, kind, int(seed))
             print(f"--- seed {seed}, {MODEL_NAMES[kind]}: {path}", flush=True)
-            out[(int(seed), kind)] = load_or_train(_model_class(kind), path, seed_cfg, data, train, val,
+            out[(int(seed), kind)] = load_or_train(MODEL_REGISTRY[kind], path, seed_cfg, data, train, val,
                                                    progress=progress)
     return out
 
@@ -118,20 +111,9 @@ def run_seeds(cfg: ExperimentConfig, seeds, kinds=("rssm", "transformer"), out=N
         doc["windows_sha256"] = res.get("windows_sha256")
         doc["runs"][str(int(seed))] = seed_record(res, histories)
     doc["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    path = Path(out or Path(cfg.checkpoint_dir) / "p04_seeds.json")
-    _write_json(path, doc)
+    path = write_json(out or Path(cfg.checkpoint_dir) / "p04_seeds.json", doc)
     print(f"Wrote {path}: seeds {sorted(doc['runs'], key=int)}", flush=True)
     return doc
-
-
-def _write_json(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def load_seeds(path) -> dict | None:
@@ -175,7 +157,7 @@ def t_interval(values) -> dict:
     if n < 2:
         return {"mean": mean, "ci": float("nan"), "sd": float("nan"), "n": n}
     sd = float(x.std(ddof=1))
-    return {"mean": mean, "ci": float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)), "sd": sd, "n": n}
+    return {"mean": mean, "ci": float(t_multiplier(n) * sd / np.sqrt(n)), "sd": sd, "n": n}
 
 
 def _curve(run: dict, owner: str, curve: str, metric: str) -> np.ndarray:

@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from . import seeds as seedstats
+from .evaluate import paired_margin
 
 BASELINES = (("latent_hold", "latent-hold"), ("context_mean", "context-mean"), ("copy_last", "copy-last"))
 
@@ -71,8 +72,6 @@ def decide_facts(results: dict, histories: dict, cfg, seeds_doc: dict | None = N
         if n >= 2:
             s = seedstats.spread(runs, x, y, metric)
             return {h: {"mean": s["mean"][h - 1], "ci": s["ci"][h - 1], "basis": "seeds"} for h in horizons}
-        from .evaluate import paired_margin
-
         w = paired_margin(results, x, y, metric)
         return {h: {"mean": w["mean"][h - 1], "ci": w["ci"][h - 1], "basis": "windows"} for h in horizons}
 
@@ -91,8 +90,6 @@ def decide_facts(results: dict, histories: dict, cfg, seeds_doc: dict | None = N
                 facts["baselines"][name].setdefault(key, {})[metric] = m
 
     # this run's window CI, labelled for what it is (window noise for one trained pair)
-    from .evaluate import paired_margin
-
     facts["window_ci"] = {m: {h: {"mean": w["mean"][h - 1], "ci": w["ci"][h - 1]} for h in horizons}
                           for m in ("whole", "changed")
                           for w in [paired_margin(results, (b, "mode"), (a, "mode"), m)]}
