@@ -41,18 +41,20 @@ def _median_ms(fn, repeats: int, warmup: int, device) -> float:
     return 1000 * times[len(times) // 2]
 
 
-def train_step_ms(model, batch: dict, lr: float = 1e-4, repeats: int = 10, warmup: int = 3) -> float:
-    """Median wall time of one full training step (loss, backward, Adam) on a fixed batch."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+def train_step_ms(model, batch: dict, cfg: ExperimentConfig | None = None, repeats: int = 10, warmup: int = 3,
+                  graphs: bool | None = None) -> tuple[float, str]:
+    """(median wall ms of one training step, its backend) on a fixed batch.
+
+    The step is the one training runs, `train_step.TrainStep` (loss, backward, clipping, Adam):
+    on CUDA a replayed CUDA graph unless graphs=False. Warm-up covers the graph's eager steps
+    and its capture, so only replays (or eager steps) are timed."""
+    from .train_step import WARMUP_STEPS, TrainStep
+
     model.train()
-
-    def step():
-        loss, _ = model.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return _median_ms(step, repeats, warmup, model.device)
+    step = TrainStep(model, cfg or ExperimentConfig(), graphs=graphs)
+    warm = max(warmup, WARMUP_STEPS + 1) if step.use_graph else warmup
+    ms = _median_ms(lambda: step(batch), repeats, warm, model.device)
+    return ms, step.backend
 
 
 @torch.no_grad()
@@ -220,6 +222,7 @@ def run_benchmark(cfg: ExperimentConfig | None = None, horizons=(10, 50, 200), s
     """Everything above in one run; returns a JSON-ready dict that names the device."""
     from .data import load_or_collect
     from .rssm import RSSMWorldModel
+    from .train_step import graphs_wanted
     from .transformer import TransformerWorldModel, imagination_backend
 
     cfg = cfg or ExperimentConfig.from_env()
@@ -237,11 +240,19 @@ def run_benchmark(cfg: ExperimentConfig | None = None, horizons=(10, 50, 200), s
            "imagine_frames_per_s": {"transformer_cached": {}, "transformer_recompute": {}, "rssm": {}}}
     models = {"transformer": TransformerWorldModel.from_config(cfg, data.num_actions),
               "rssm": RSSMWorldModel.from_config(cfg, data.num_actions)}
+    res["train_step_backend"] = {}
     for name, m in models.items():
-        res["train_step_ms"][name] = train_step_ms(m, batch)
+        res["train_step_ms"][name], res["train_step_backend"][name] = train_step_ms(m, batch, cfg)
+    if graphs_wanted(cfg, device):  # the gain of the CUDA graph: the same step, eager
+        for name, cls in (("transformer", TransformerWorldModel), ("rssm", RSSMWorldModel)):
+            res["train_step_ms"][f"{name}_eager"], _ = train_step_ms(cls.from_config(cfg, data.num_actions), batch,
+                                                                     cfg, graphs=False)
+        res["graph_speedup_transformer_step"] = (res["train_step_ms"]["transformer_eager"]
+                                                 / res["train_step_ms"]["transformer"])
     for amp in ("off", "bf16"):  # the same step with and without mixed precision on the conv parts
-        m = TransformerWorldModel.from_config(cfg.replace(amp=amp), data.num_actions)
-        res["train_step_ms"][f"transformer_amp_{amp}"] = train_step_ms(m, batch)
+        amp_cfg = cfg.replace(amp=amp)
+        m = TransformerWorldModel.from_config(amp_cfg, data.num_actions)
+        res["train_step_ms"][f"transformer_amp_{amp}"], _ = train_step_ms(m, batch, amp_cfg)
     res["ratio_transformer_over_rssm_step"] = res["train_step_ms"]["transformer"] / res["train_step_ms"]["rssm"]
     for name, m in models.items():
         res["observe_ms"][name] = observe_ms(m, obs, act)

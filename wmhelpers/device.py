@@ -113,7 +113,14 @@ def describe_run(cfg) -> str:
                "gpu": "GPU preset: a larger budget, both models trained here (WM_PRESET=cpu for the CPU default)",
                "cpu": "CPU default budget (the shipped checkpoints and seeds were made with it)",
                "custom": "a custom budget"}
-    return (f"device: {device_name(device)}\n"
+    line = (f"device: {device_name(device)}\n"
             f"precision: {precision_name(dtype)} ({why_precision})\n"
             f"budget: {cfg.train_steps:,} steps x batch {cfg.batch_size} x {cfg.seq_len} steps, lr {cfg.lr:g}; "
             f"{budgets[cfg.preset]}")
+    if device.type == "cuda":  # the fast paths, and whether they fell back (said here, once)
+        from .train_step import training_backend
+        from .transformer import imagination_backend
+
+        line += (f"\ntraining step: {training_backend(cfg, device)}\n"
+                 f"imagination: {imagination_backend(device)}")
+    return line

@@ -25,10 +25,18 @@ def unimix_logits(logits: torch.Tensor, unimix: float) -> torch.Tensor:
 
 
 def sample_one_hot(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A hard one-hot sample [..., V, K] of each categorical (no gradient)."""
+    """A hard one-hot sample [..., V, K] of each categorical (no gradient).
+
+    The exponential race: with E_k ~ Exp(1) independent, argmax_k p_k / E_k is distributed as
+    Categorical(p) (it is the Gumbel-max trick, since -log E_k is Gumbel). This is the very draw
+    torch.multinomial(p, 1) makes (same random numbers, same index: tests/test_models.py checks it
+    on the CPU), minus multinomial's validity check, which reads a value back from the GPU every
+    call. That read would stall the CPU once per latent sample and forbid CUDA-graph capture."""
     probs = logits.detach().softmax(-1)
-    idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
-    return F.one_hot(idx.squeeze(-1), probs.shape[-1]).reshape(probs.shape).to(probs.dtype)
+    # contiguous, like multinomial's own draw: the k-th random number goes to the k-th (variable, class)
+    race = probs.new_empty(probs.shape).exponential_(1.0, generator=generator)
+    idx = (probs / race).argmax(-1)
+    return F.one_hot(idx, probs.shape[-1]).to(probs.dtype)
 
 
 def straight_through_sample(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -16,6 +16,7 @@ from .config import ExperimentConfig
 from .data import EpisodeDataset
 from .device import device_name, device_record, sync
 from .progress import progress_bar
+from .train_step import TERMS, TrainStep, make_optimizer  # noqa: F401  (make_optimizer: old import path)
 
 
 def validation_windows(val: EpisodeDataset, cfg: ExperimentConfig) -> dict:
@@ -63,8 +64,7 @@ def validation_loss(model, windows: dict, seed: int, chunk: int = 16) -> dict:
     return {k: v / n for k, v in sums.items()}
 
 
-def make_optimizer(model, cfg: ExperimentConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+READ_EVERY = 10  # steps between reads of the loss terms (progress bar, NaN check): one host sync each
 
 
 def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: ExperimentConfig,
@@ -76,7 +76,7 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
       "train": {term: [..]} (mean over the steps since the last record), "val": {term: [..]},
       "val_next_frame_mse": [..], "ms_per_step", "train_seconds",
       "device": "cpu: AMD EPYC, 2 threads" (device.device_name), "device_record": {type, name, threads},
-      "train_seed",
+      "train_seed", "step_backend" (train_step.TrainStep.backend: "eager" or "CUDA graph"),
     }
     Records are taken at step 0 (before any update), every cfg.log_every steps and at the end.
 
@@ -87,25 +87,41 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
     device = model.device
     torch.manual_seed(cfg.train_seed)  # latent sampling and dropout
     batches = torch.Generator().manual_seed(cfg.train_seed)  # the same batches for every model
-    optimizer = make_optimizer(model, cfg)
+    step_fn = TrainStep(model, cfg)
     windows = validation_windows(val, cfg)
     history = {"kind": model.kind, "steps": cfg.train_steps, "device": device_name(device),
                "device_record": device_record(device), "train_seed": cfg.train_seed, "step": [],
                "wall_seconds": [], "train": {}, "val": {}, "val_next_frame_mse": []}
-    running: dict[str, float] = {}
-    since = 0
+    # the terms of every step are summed on the device and read back only every READ_EVERY steps:
+    # float64 (where the device has it), so the sums equal those of the per-step Python floats
+    running = torch.zeros(len(TERMS), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
+    since, checked = 0, 0
     wall = 0.0
+
+    def check_finite(step: int, terms: torch.Tensor) -> None:
+        """Stop at the first read after a loss term stopped being finite (NaN/inf persist in the sum)."""
+        nonlocal checked
+        sums = running.tolist()
+        bad = [k for k, v in zip(TERMS, sums) if not math.isfinite(v)]
+        if bad:
+            raise FloatingPointError(
+                f"{model.kind}: loss term(s) {bad} became {[v for k, v in zip(TERMS, sums) if k in bad]} "
+                f"between step {checked + 1} and step {step}; training stopped (try a lower lr than {cfg.lr})."
+            )
+        checked = step
 
     def record(step: int) -> None:
         nonlocal running, since
         history["step"].append(step)
         history["wall_seconds"].append(wall)
-        for k, v in running.items():
-            history["train"].setdefault(k, []).append(v / max(since, 1))
+        for k, v in zip(TERMS, running.tolist()):
+            if since:
+                history["train"].setdefault(k, []).append(v / since)
         for k, v in validation_loss(model, windows, cfg.seed).items():
             history["val"].setdefault(k, []).append(v)
         history["val_next_frame_mse"].append(next_frame_mse(model, windows))
-        running, since = {}, 0
+        running.zero_()
+        since = 0
 
     model.train()
     record(0)
@@ -114,30 +130,23 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
         batch = train.sample(cfg.batch_size, cfg.seq_len, batches)
         sync(device)
         start = time.perf_counter()
-        loss, terms = model.loss(batch)
-        bad = [k for k, v in terms.items() if not math.isfinite(v)]
-        if bad:
-            raise FloatingPointError(
-                f"{model.kind}: loss term(s) {bad} became {[terms[k] for k in bad]} at step {step}; "
-                f"training stopped (try a lower lr than {cfg.lr})."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        sync(device)
+        terms = step_fn(batch)
+        sync(device)  # on a GPU the step runs asynchronously: wait for it, or the clock lies
         wall += time.perf_counter() - start
-        for k, v in terms.items():
-            running[k] = running.get(k, 0.0) + v
+        running += terms
         since += 1
-        if step % 10 == 0 or step == cfg.train_steps:
-            bar.set_postfix(recon=f"{terms['recon_loss']:.1f}", dyn=f"{terms['dyn_loss']:.2f}",
-                            kl=f"{terms['kl']:.2f}", refresh=False)
-        if step % cfg.log_every == 0 or step == cfg.train_steps:
+        logging = step % cfg.log_every == 0 or step == cfg.train_steps
+        if step % READ_EVERY == 0 or logging:
+            check_finite(step, terms)
+            now = dict(zip(TERMS, terms.tolist()))
+            bar.set_postfix(recon=f"{now['recon_loss']:.1f}", dyn=f"{now['dyn_loss']:.2f}",
+                            kl=f"{now['kl']:.2f}", refresh=False)
+        if logging:
             record(step)
     model.eval()
     history["train_seconds"] = wall
     history["ms_per_step"] = 1000.0 * wall / cfg.train_steps
+    history["step_backend"] = step_fn.backend
     return history
 
 

@@ -33,14 +33,14 @@ def train_here(history: dict, device: torch.device | str) -> bool:
 
 
 def burst_ms_per_step(model_cls, cfg, train, num_actions: int, steps: int = 8) -> float:
-    """Median ms of `steps` full training steps (loss, backward, Adam) of a fresh model here.
+    """Median ms of `steps` full training steps (train_step.TrainStep) of a fresh model here.
     Seconds of work: what a student's laptop can afford to learn its own pace."""
     from .benchmark import train_step_ms
 
     model = model_cls.from_config(cfg, num_actions=num_actions)
     g = torch.Generator().manual_seed(cfg.train_seed)
     batch = {k: v.to(model.device) for k, v in train.sample(cfg.batch_size, cfg.seq_len, g).items()}
-    return train_step_ms(model, batch, lr=cfg.lr, repeats=steps, warmup=2)
+    return train_step_ms(model, batch, cfg, repeats=steps, warmup=2)[0]
 
 
 def project(history: dict, ms_per_step: float, device: torch.device | str) -> dict:

@@ -100,11 +100,17 @@ class WorldModel(nn.Module):
         raise NotImplementedError
 
     # ---- shared -----------------------------------------------------------------------------------
-    def loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-        """Total loss on a batch from EpisodeDataset.sample, and each term as a float.
+    def loss_terms(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """Total loss on a batch from EpisodeDataset.sample, and each term as a detached 0-dim tensor
+        on the model's device:
 
-        Latents are sampled from `generator` (on the model's device) when given, else from the
-        global RNG: validation passes its own generator so it never moves the training streams."""
+            L = L_recon + L_reward + L_cont + kl_dyn_scale * L_dyn + kl_rep_scale * L_rep
+
+        No value is read back to the host here, so on a GPU the CPU can queue the next step while
+        this one runs (and the training step can be captured as a CUDA graph); the training loop
+        reads the terms only when it logs. Latents are sampled from `generator` (on the model's
+        device) when given, else from the global RNG: validation passes its own generator so it
+        never moves the training streams."""
         obs = batch["obs"].to(self.device)
         action = batch["action"].to(self.device)
         out = self.teacher_forced(obs, action, sample=True, generator=generator)
@@ -116,7 +122,12 @@ class WorldModel(nn.Module):
         total = recon + reward + cont + self.kl_dyn_scale * dyn + self.kl_rep_scale * rep
         terms = {"total": total, "recon_loss": recon, "dyn_loss": dyn, "rep_loss": rep,
                  "reward_loss": reward, "cont_loss": cont, "kl": kl}
-        return total, {k: float(v.detach()) for k, v in terms.items()}
+        return total, {k: v.detach() for k, v in terms.items()}
+
+    def loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """`loss_terms` with each term as a Python float, for reading by hand (one host sync per term)."""
+        total, terms = self.loss_terms(batch, generator)
+        return total, {k: float(v) for k, v in terms.items()}
 
     def encode(self, obs: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
         """Posterior-mode latents [..., D] of real frames (see the subclass for what it reads)."""

@@ -1,0 +1,181 @@
+"""One gradient step of a world model: loss, backward, gradient clipping, Adam.
+
+Both world models train through `TrainStep` (and `python -m wmhelpers benchmark` times it), so
+they share the optimizer, the clipping and the code path. A step runs in one of two ways:
+
+- eager (CPU, MPS, and CUDA wherever capture is unavailable): Python launches every kernel;
+- a replayed CUDA graph (CUDA, fp32): the whole step, forward, backward, clipping and the Adam
+  update, is recorded once and then replayed with one launch per step. At this model size a step
+  is hundreds of tiny kernels: an H100 took 21 ms for a Transformer step whose arithmetic is a
+  few ms (../shared/GPU.md), so launching them, not computing them, is the cost a graph removes.
+
+Neither path reads a number back from the device: the loss terms come back as one tensor on the
+device and the training loop looks at them only when it logs. A `float(loss)` per step would make
+the CPU wait for the GPU before it could queue the next step.
+
+How the graph path keeps the experiment the same:
+- the first `WARMUP_STEPS` steps run eagerly on a side stream (library setup must happen
+  outside a capture, as the torch.cuda.graphs documentation does it). They are real training
+  steps on real batches, so every path takes exactly cfg.train_steps updates;
+- the graph is recorded from the very function the eager path runs (`eager_step`), reading a
+  fixed copy of the batch that each later step overwrites in place;
+- capture needs fixed shapes (every batch is batch_size x seq_len), no host syncs (none in the
+  loss: see `latent.sample_one_hot`), a capturable Adam (its step count lives on the device) and
+  no autocast (fp32 is what amp=auto picks on CUDA; with bf16 asked for, the step stays eager);
+- random numbers (latent samples, dropout) come from the CUDA generator, which a graph advances
+  on every replay, so each replay draws new samples;
+- if capture fails for any reason the step warns once and stays eager: same results, slower.
+
+On a CPU nothing of this runs: the eager step is the whole story (tests check it gives the same
+weights, bit for bit, as the graph path's logic run with a stand-in for the capture).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import torch
+
+TERMS = ("total", "recon_loss", "dyn_loss", "rep_loss", "reward_loss", "cont_loss", "kl")
+CUDA_GRAPHS = True  # set False to train eagerly on CUDA too (to compare, or to debug)
+WARMUP_STEPS = 3  # eager steps before capture; they count as training steps
+_GRAPH_FAILURE: list[str] = []  # why capture failed in this process, once it has
+
+
+def make_optimizer(model, cfg, capturable: bool = False) -> torch.optim.Optimizer:
+    """Adam(lr, eps) over every parameter of the world model.
+
+    capturable=True (CUDA graphs only) keeps Adam's step count on the device, so the update reads
+    no host value and can be replayed; on the CPU it is left off (the same update, computed as before)."""
+    extra = {"capturable": True} if capturable else {}
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, **extra)
+
+
+def graphs_wanted(cfg, device: torch.device | str) -> bool:
+    """Whether training on `device` tries a CUDA graph: CUDA, fp32, switched on, not failed before."""
+    device = torch.device(device)
+    return (CUDA_GRAPHS and not _GRAPH_FAILURE and device.type == "cuda"
+            and cfg.resolve_amp_dtype(device) is None)
+
+
+def training_backend(cfg, device: torch.device | str) -> str:
+    """How the training step runs on `device`, in words, for the notebook's device line."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return f"eager ({device.type})"
+    if not CUDA_GRAPHS:
+        return "eager (CUDA graphs switched off)"
+    if _GRAPH_FAILURE:
+        return f"eager (CUDA-graph capture failed: {_GRAPH_FAILURE[0]})"
+    if cfg.resolve_amp_dtype(device) is not None:
+        return "eager (autocast asked for; graphs are captured in fp32 only)"
+    return f"CUDA graph of the whole step after {WARMUP_STEPS} eager steps (eager if capture fails)"
+
+
+def _capture_failed(err: Exception) -> None:
+    """Remember the failure (eager from now on, in this process) and warn once."""
+    _GRAPH_FAILURE.append(f"{type(err).__name__}: {err}".splitlines()[0][:200])
+    warnings.warn(f"CUDA-graph training step is unavailable here ({_GRAPH_FAILURE[0]}); training "
+                  "eagerly instead (same steps, slower on a GPU).", RuntimeWarning, stacklevel=3)
+    try:  # a failed capture can leave work queued; let it finish before going on
+        torch.cuda.synchronize()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+class TrainStep:
+    """Call it with a batch (EpisodeDataset.sample) to take one gradient step.
+
+    Returns the loss terms of that step as one detached tensor [len(TERMS)] on the model's device
+    (order: TERMS), without waiting for the device. `backend` says which path ran last."""
+
+    def __init__(self, model, cfg, graphs: bool | None = None):
+        self.model, self.grad_clip = model, cfg.grad_clip
+        device = model.device
+        self.use_graph = graphs_wanted(cfg, device) if graphs is None else bool(graphs)
+        self.optimizer = make_optimizer(model, cfg, capturable=self.use_graph and device.type == "cuda")
+        self.steps = 0
+        self.replays = 0
+        self.static: dict | None = None  # the graph's fixed input batch
+        self.replay = None
+        self.out: torch.Tensor | None = None  # the graph's fixed output terms
+
+    @property
+    def backend(self) -> str:
+        if self.replay is not None:
+            return "CUDA graph"
+        return "eager (graph not captured yet)" if self.use_graph else "eager"
+
+    def eager_step(self, batch: dict) -> torch.Tensor:
+        """L = model.loss_terms(batch); backward; clip the gradient norm to cfg.grad_clip; Adam."""
+        loss, terms = self.model.loss_terms(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return torch.stack([terms[k] for k in TERMS])
+
+    def __call__(self, batch: dict) -> torch.Tensor:
+        self.steps += 1
+        if self.replay is not None:
+            return self._replay(batch)
+        if not self.use_graph:
+            return self.eager_step(batch)
+        with self._side_stream():
+            terms = self.eager_step(batch)
+        if self.steps >= WARMUP_STEPS:
+            try:
+                self._capture(batch)
+            except Exception as err:  # noqa: BLE001  (any capture failure: train eagerly, never fail)
+                self.use_graph, self.replay, self.static, self.out = False, None, None, None
+                self.optimizer.zero_grad(set_to_none=True)
+                _capture_failed(err)
+        return terms
+
+    # ---- the graph path -----------------------------------------------------------------------
+    def _side_stream(self):
+        """Warm-up steps run on a side stream on CUDA (the documented pattern); elsewhere nothing."""
+        device = self.model.device
+        if device.type != "cuda":
+            return contextlib.nullcontext()
+        return _SideStream(device)
+
+    def _capture(self, batch: dict) -> None:
+        device = self.model.device
+        self.static = {k: v.to(device).clone() for k, v in batch.items() if torch.is_tensor(v)}
+        # no .grad before capture: backward inside the graph then allocates them from the graph's
+        # own memory, and every replay refills them in place (no zero_grad needed between replays)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.replay, self.out = self.capture(lambda: self.eager_step(self.static), device)
+
+    @staticmethod
+    def capture(step, device) -> tuple:
+        """(replay, outputs): `step` recorded once, not run; replay() runs it again into `outputs`."""
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = step()
+        return graph.replay, out
+
+    def _replay(self, batch: dict) -> torch.Tensor:
+        for k, v in self.static.items():
+            v.copy_(batch[k], non_blocking=True)
+        self.replay()
+        self.replays += 1
+        return self.out.clone()  # the next replay overwrites self.out
+
+
+class _SideStream:
+    def __init__(self, device):
+        self.device = device
+        self.stream = torch.cuda.Stream(device=device)
+
+    def __enter__(self):
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        self._ctx = torch.cuda.stream(self.stream)
+        self._ctx.__enter__()
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+        torch.cuda.current_stream(self.device).wait_stream(self.stream)
+        return False
