@@ -55,3 +55,21 @@ def test_demo_scores_every_reconstruction_on_the_held_out_frames():
     assert models["one index (1 x 32)"]["codes_used"] <= 32
     fig = one_token.plot_one_token_demo(res, n=3)
     assert len(fig.axes) == 3 * (1 + len(models))
+
+
+def test_a_vae_trained_later_joins_the_same_comparison_without_retraining():
+    """After Section 3 the world model's own VAE is scored on Section 1's held-out frames and boxer pixels."""
+    train, test = _frames(32), _frames(6)
+    res = one_token.one_token_demo(train, test, seconds=60, steps=2, batch=4, conv_widths=(4, 4, 4, 4), shapes={})
+    assert set(res["models"]) == {one_token.BEST_ONE_INDEX}  # shapes={} trains nothing
+    later = CategoricalVAE((4, 4, 4, 4), latent_vars=2, latent_classes=4).eval()
+    with torch.no_grad():
+        expect = later.decode(later.encode(test))
+    both = one_token.add_trained(res, {"trained later": later.train()})
+    assert set(res["models"]) == {one_token.BEST_ONE_INDEX}  # the first result is left as it was
+    assert set(both["models"]) == {one_token.BEST_ONE_INDEX, "trained later"}
+    m = both["models"]["trained later"]
+    assert torch.equal(m["recon"], expect) and m["bits"] == 4.0
+    boxers = one_token.boxer_pixels(test, res["mean_frame"], res["foreground_threshold"])
+    assert abs(m["boxer_psnr"] - float(one_token.masked_psnr(expect, test, boxers).nanmean())) < 1e-9
+    assert later.training  # its mode is restored

@@ -119,26 +119,20 @@ def one_token_demo(train_frames: torch.Tensor, test_frames: torch.Tensor, second
     reaches with a full budget rather than seconds.
     """
     start = time.perf_counter()
-    shapes = shapes or SHAPES
+    shapes = SHAPES if shapes is None else shapes
     mean = train_frames.mean(0)
-    boxers = (test_frames - mean).abs().amax(-3, keepdim=True) > foreground_threshold
-
-    def scores(recon):
-        return {"mse": float((recon - test_frames).pow(2).mean()), "psnr": float(psnr(recon, test_frames).mean()),
-                "boxer_psnr": float(masked_psnr(recon, test_frames, boxers).nanmean())}
+    boxers = boxer_pixels(test_frames, mean, foreground_threshold)
 
     def record(name, recon, V, K, codes, **info):
         out["models"][name] = {"vars": V, "classes": K, "bits": V * math.log2(K), "recon": recon,
-                               **scores(recon), "codes_used": codes, **info}
+                               **_scores(recon, test_frames, boxers), "codes_used": codes, **info}
 
-    flat_mean = scores(mean.expand_as(test_frames))
+    flat_mean = _scores(mean.expand_as(test_frames), test_frames, boxers)
     out = {"frames": test_frames, "mean_frame": mean, "mean_frame_psnr": flat_mean["psnr"],
-           "mean_frame_boxer_psnr": flat_mean["boxer_psnr"], "models": {}}
+           "mean_frame_boxer_psnr": flat_mean["boxer_psnr"], "foreground_threshold": foreground_threshold,
+           "models": {}}
     # the quick parts first, so the VAEs get whatever is left of `seconds`
-    for name, vae in (trained or {}).items():
-        vae.eval()
-        z = vae.encode(test_frames.to(next(vae.parameters()).device))
-        record(name, vae.decode(z).float().cpu(), vae.latent_vars, vae.latent_classes, len(torch.unique(z, dim=0)))
+    out = add_trained(out, trained or {})
     if best_one_index:
         K = next((K for V, K in shapes.values() if V == 1), 32)
         recon = nearest_picture(test_frames, best_one_index_pictures(train_frames, K))
@@ -153,6 +147,36 @@ def one_token_demo(train_frames: torch.Tensor, test_frames: torch.Tensor, second
         record(name, recon, V, K, len(torch.unique(z, dim=0)), **info)
     out["seconds"] = time.perf_counter() - start
     return out
+
+
+def boxer_pixels(frames: torch.Tensor, mean: torch.Tensor, threshold: float) -> torch.Tensor:
+    """[M, 1, 64, 64] mask of the pixels that differ from the mean frame by more than `threshold`."""
+    return (frames - mean).abs().amax(-3, keepdim=True) > threshold
+
+
+def _scores(recon: torch.Tensor, frames: torch.Tensor, boxers: torch.Tensor) -> dict:
+    return {"mse": float((recon - frames).pow(2).mean()), "psnr": float(psnr(recon, frames).mean()),
+            "boxer_psnr": float(masked_psnr(recon, frames, boxers).nanmean())}
+
+
+@torch.no_grad()
+def add_trained(result: dict, trained: dict) -> dict:
+    """A copy of a `one_token_demo` result with VAEs trained elsewhere scored on its held-out frames
+    (the same frames and boxer pixels, no training here): e.g. after Section 3,
+    {"32 indices, trained in the world model": tf.vae}, the 32 x 32 token with a full budget."""
+    frames = result["frames"]
+    boxers = boxer_pixels(frames, result["mean_frame"], result["foreground_threshold"])
+    models = dict(result["models"])
+    for name, vae in trained.items():
+        was_training = vae.training
+        vae.eval()
+        z = vae.encode(frames.to(next(vae.parameters()).device))
+        recon = vae.decode(z).float().cpu()
+        vae.train(was_training)
+        models[name] = {"vars": vae.latent_vars, "classes": vae.latent_classes,
+                        "bits": vae.latent_vars * math.log2(vae.latent_classes), "recon": recon,
+                        **_scores(recon, frames, boxers), "codes_used": len(torch.unique(z, dim=0))}
+    return dict(result, models=models)
 
 
 def _row_order(item) -> tuple:
