@@ -124,3 +124,16 @@ def describe_run(cfg) -> str:
         line += (f"\ntraining step: {training_backend(cfg, device)}\n"
                  f"imagination: {imagination_backend(device)}")
     return line
+
+
+def graph_capture_failed(failures: list, err: Exception, what: str, instead: str) -> None:
+    """A CUDA-graph fast path failed: remember why in `failures` (that path is not tried again in
+    this process and the device line shows the reason), warn once, and let queued work finish."""
+    import warnings
+
+    failures.append(f"{type(err).__name__}: {err}".splitlines()[0][:200])
+    warnings.warn(f"{what} is unavailable here ({failures[0]}); {instead}.", RuntimeWarning, stacklevel=4)
+    try:  # a failed capture can leave work queued on a side stream
+        torch.cuda.synchronize()
+    except Exception:  # noqa: BLE001
+        pass

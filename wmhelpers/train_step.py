@@ -33,9 +33,10 @@ weights, bit for bit, as the graph path's logic run with a stand-in for the capt
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import torch
+
+from .device import graph_capture_failed
 
 TERMS = ("total", "recon_loss", "dyn_loss", "rep_loss", "reward_loss", "cont_loss", "kl")
 CUDA_GRAPHS = True  # set False to train eagerly on CUDA too (to compare, or to debug)
@@ -75,13 +76,8 @@ def training_backend(cfg, device: torch.device | str) -> str:
 
 def _capture_failed(err: Exception) -> None:
     """Remember the failure (eager from now on, in this process) and warn once."""
-    _GRAPH_FAILURE.append(f"{type(err).__name__}: {err}".splitlines()[0][:200])
-    warnings.warn(f"CUDA-graph training step is unavailable here ({_GRAPH_FAILURE[0]}); training "
-                  "eagerly instead (same steps, slower on a GPU).", RuntimeWarning, stacklevel=3)
-    try:  # a failed capture can leave work queued; let it finish before going on
-        torch.cuda.synchronize()
-    except Exception:  # noqa: BLE001
-        pass
+    graph_capture_failed(_GRAPH_FAILURE, err, "CUDA-graph training step",
+                         "training eagerly instead (same steps, slower on a GPU)")
 
 
 class TrainStep:

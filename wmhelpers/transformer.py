@@ -25,13 +25,13 @@ every horizon: on a CUDA GPU that step is captured once as a CUDA graph and repl
 from __future__ import annotations
 
 import math
-import warnings
 import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .device import graph_capture_failed
 from .latent import flat, mode_one_hot, unimix_logits
 from .masking import EMPTY, attention_mask  # noqa: F401  (attention_mask re-exported: old import path)
 from .nets import mlp
@@ -349,13 +349,8 @@ def _graphs_usable(device: torch.device) -> bool:
 
 def _graphs_failed(err: Exception) -> None:
     """Remember the failure (eager from now on, in this process) and warn once."""
-    _GRAPH_FAILURE.append(f"{type(err).__name__}: {err}".splitlines()[0][:200])
-    warnings.warn(f"CUDA-graph imagination is unavailable here ({_GRAPH_FAILURE[0]}); imagining "
-                  "eagerly instead (same results, slower on a GPU).", RuntimeWarning, stacklevel=3)
-    try:  # a failed capture can leave work queued on the side stream; let it finish
-        torch.cuda.synchronize()
-    except Exception:  # noqa: BLE001
-        pass
+    graph_capture_failed(_GRAPH_FAILURE, err, "CUDA-graph imagination",
+                         "imagining eagerly instead (same results, slower on a GPU)")
 
 
 def imagination_backend(device: torch.device | str) -> str:
