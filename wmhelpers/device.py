@@ -137,3 +137,15 @@ def graph_capture_failed(failures: list, err: Exception, what: str, instead: str
         torch.cuda.synchronize()
     except Exception:  # noqa: BLE001
         pass
+
+
+def graph_unavailable(device: torch.device | str, enabled: bool, failures: list) -> str | None:
+    """Why a CUDA-graph fast path does not run on `device` ("eager (...)"), or None when it does."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return f"eager ({device.type})"
+    if not enabled:
+        return "eager (CUDA graphs switched off)"
+    if failures:
+        return f"eager (CUDA-graph capture failed: {failures[0]})"
+    return None

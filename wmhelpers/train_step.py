@@ -36,7 +36,7 @@ import contextlib
 
 import torch
 
-from .device import graph_capture_failed
+from .device import graph_capture_failed, graph_unavailable
 
 TERMS = ("total", "recon_loss", "dyn_loss", "rep_loss", "reward_loss", "cont_loss", "kl")
 CUDA_GRAPHS = True  # set False to train eagerly on CUDA too (to compare, or to debug)
@@ -62,13 +62,9 @@ def graphs_wanted(cfg, device: torch.device | str) -> bool:
 
 def training_backend(cfg, device: torch.device | str) -> str:
     """How the training step runs on `device`, in words, for the notebook's device line."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return f"eager ({device.type})"
-    if not CUDA_GRAPHS:
-        return "eager (CUDA graphs switched off)"
-    if _GRAPH_FAILURE:
-        return f"eager (CUDA-graph capture failed: {_GRAPH_FAILURE[0]})"
+    unavailable = graph_unavailable(device, CUDA_GRAPHS, _GRAPH_FAILURE)
+    if unavailable:
+        return unavailable
     if cfg.resolve_amp_dtype(device) is not None:
         return "eager (autocast asked for; graphs are captured in fp32 only)"
     return f"CUDA graph of the whole step after {WARMUP_STEPS} eager steps (eager if capture fails)"

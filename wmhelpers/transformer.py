@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .device import graph_capture_failed
+from .device import graph_capture_failed, graph_unavailable
 from .latent import flat, mode_one_hot, unimix_logits
 from .masking import EMPTY, attention_mask  # noqa: F401  (attention_mask re-exported: old import path)
 from .nets import mlp
@@ -355,14 +355,8 @@ def _graphs_failed(err: Exception) -> None:
 
 def imagination_backend(device: torch.device | str) -> str:
     """How Transformer imagination runs on `device`, in words, for the notebook's device line."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return f"eager ({device.type})"
-    if not CUDA_GRAPHS:
-        return "eager (CUDA graphs switched off)"
-    if _GRAPH_FAILURE:
-        return f"eager (CUDA-graph capture failed: {_GRAPH_FAILURE[0]})"
-    return "CUDA graph of one step, static KV buffers (eager if capture fails)"
+    return (graph_unavailable(device, CUDA_GRAPHS, _GRAPH_FAILURE)
+            or "CUDA graph of one step, static KV buffers (eager if capture fails)")
 
 
 class GraphedStep:
