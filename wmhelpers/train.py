@@ -98,7 +98,7 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
     since, checked = 0, 0
     wall = 0.0
 
-    def check_finite(step: int, terms: torch.Tensor) -> None:
+    def check_finite(step: int) -> None:
         """Stop at the first read after a loss term stopped being finite (NaN/inf persist in the sum)."""
         nonlocal checked
         sums = running.tolist()
@@ -137,7 +137,7 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
         since += 1
         logging = step % cfg.log_every == 0 or step == cfg.train_steps
         if step % READ_EVERY == 0 or logging:
-            check_finite(step, terms)
+            check_finite(step)
             now = dict(zip(TERMS, terms.tolist()))
             bar.set_postfix(recon=f"{now['recon_loss']:.1f}", dyn=f"{now['dyn_loss']:.2f}",
                             kl=f"{now['kl']:.2f}", refresh=False)
