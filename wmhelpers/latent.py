@@ -29,7 +29,7 @@ def sample_one_hot(logits: torch.Tensor, generator: torch.Generator | None = Non
 
     The exponential race: with E_k ~ Exp(1) independent, argmax_k p_k / E_k is distributed as
     Categorical(p) (it is the Gumbel-max trick, since -log E_k is Gumbel). This is the very draw
-    torch.multinomial(p, 1) makes (same random numbers, same index: tests/test_models.py checks it
+    torch.multinomial(p, 1) makes (same random numbers, same index: tests/test_train_step.py checks it
     on the CPU), minus multinomial's validity check, which reads a value back from the GPU every
     call. That read would stall the CPU once per latent sample and forbid CUDA-graph capture."""
     probs = logits.detach().softmax(-1)

@@ -111,7 +111,7 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
         checked = step
 
     def record(step: int) -> None:
-        nonlocal running, since
+        nonlocal since
         history["step"].append(step)
         history["wall_seconds"].append(wall)
         for k, v in zip(TERMS, running.tolist()):
