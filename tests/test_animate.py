@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from wmhelpers import animate
+from wmhelpers.notebook_tools import animate
 
 
 def _rollout(T: int, noise: float = 0.0, seed: int = 0) -> torch.Tensor:

@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import NUM_ACTIONS, make_dataset, tiny_config
 
-import wmhelpers.checkpoints as ckpts
-from wmhelpers.checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from wmhelpers.rssm import RSSMWorldModel
-from wmhelpers.train import load_or_train, train_world_model
-from wmhelpers.transformer import TransformerWorldModel
+import wmhelpers.runs.checkpoints as ckpts
+from wmhelpers.models.rssm import RSSMWorldModel
+from wmhelpers.models.transformer import TransformerWorldModel
+from wmhelpers.runs.checkpoints import CheckpointError, load_checkpoint, load_or_train, read_checkpoint, save_checkpoint
+from wmhelpers.training.loop import train_world_model
 
 KINDS = {"transformer": TransformerWorldModel, "rssm": RSSMWorldModel}
 
@@ -294,7 +294,7 @@ def test_real_history_round_trips(tmp_path):
 
 
 def test_load_or_train_reuses_its_checkpoint(tmp_path, monkeypatch, capsys):
-    import wmhelpers.train as wmtrain
+    import wmhelpers.runs.checkpoints as wmtrain
 
     cfg, data, train, val = _two_step_setup(tmp_path)
     calls = []

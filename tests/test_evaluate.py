@@ -12,8 +12,10 @@ import torch
 from conftest import make_arrays, make_dataset, tiny_config
 
 import wmhelpers as wm
-from wmhelpers import evaluate as ev
 from wmhelpers.data import EpisodeDataset
+from wmhelpers.evaluation import rollouts as ev
+from wmhelpers.evaluation import stats, tables
+from wmhelpers.evaluation.psnr import PSNR_CAP_DB, psnr
 
 EVAL = dict(context=4, horizon=3, eval_windows=6, eval_samples=2, val_episodes=2)
 T_DOF1, T_DOF2, T_DOF3 = 12.706205, 4.302653, 3.182446  # t_{0.975} with 1, 2, 3 degrees of freedom (tables)
@@ -38,9 +40,9 @@ def _val(data, cfg):
 # The windows
 # --------------------------------------------------------------------------------------------
 def test_tile_starts_by_hand():
-    episode = np.array([0] * 5 + [1] * 3 + [2] * 7)  # rows 0-4, 5-7, 8-14
-    assert ev.tile_starts(episode, 3).tolist() == [0, 5, 8, 11]  # the remainders (rows 3-4, 14) are left out
-    assert ev.tile_starts(episode, 8).tolist() == []
+    data = make_dataset([5, 3, 7])  # rows 0-4, 5-7, 8-14
+    assert data.tile_starts(3).tolist() == [0, 5, 8, 11]  # the remainders (rows 3-4, 14) are left out
+    assert data.tile_starts(8).tolist() == []
 
 
 def test_windows_tile_the_validation_episodes_without_overlap(data, cfg):
@@ -102,7 +104,7 @@ class OracleModel(wm.TransformerWorldModel):
         C, H = context.shape[1], actions.shape[1]
         marker = (context[:, -1, :2, 0, 0] * 255).round().long().cpu()
         starts = marker[:, 0] + 256 * marker[:, 1] - self.first_row - (C - 1)
-        window = self.val._gather(starts.numpy(), C + H)["obs"].to(context.device)
+        window = self.val.windows(starts.numpy(), C + H)["obs"].to(context.device)
         assert torch.equal(window[:, :C], context)  # it really found this window
         latent = self.encode(window)[:, C:]
         zeros = torch.zeros(latent.shape[:2], device=latent.device)
@@ -244,11 +246,11 @@ def test_capped_windows_are_counted(data, cfg):
     res = ev.evaluate_rollouts({}, EpisodeDataset(arrays, {"num_actions": 6}).split(cfg)[1], cfg, progress=False)
     copy_last = res["baselines"]["copy_last"]
     assert copy_last["whole"]["capped"] == [2, 2, 2]
-    np.testing.assert_allclose(res["raw"][("baselines", "copy_last")]["whole"][:2], ev.PSNR_CAP_DB, atol=1e-4)
+    np.testing.assert_allclose(res["raw"][("baselines", "copy_last")]["whole"][:2], PSNR_CAP_DB, atol=1e-4)
     assert copy_last["changed"]["n"] == [3, 3, 3] and copy_last["changed"]["capped"] == [0, 0, 0]
     assert res["baselines"]["context_mean"]["whole"]["capped"] == [2, 2, 2]
-    assert ("copy-last", "whole", 1, 2) in ev.capped_counts(res)
-    assert "copy-last whole h=1: 2" in ev.format_table(res, horizons=(1, 3))
+    assert ("copy-last", "whole", 1, 2) in tables.capped_counts(res)
+    assert "copy-last whole h=1: 2" in tables.format_table(res, horizons=(1, 3))
 
 
 def test_an_identical_frame_moves_a_mean_by_less_than_its_ci():
@@ -258,19 +260,19 @@ def test_an_identical_frame_moves_a_mean_by_less_than_its_ci():
     planned = 29 + 2.5 * torch.linspace(-1.7, 1.7, 100)  # dB
     offset = 10 ** (-planned / 20)  # a constant offset e gives PSNR -20 log10(e)
     pred = target + offset[:, None, None, None]
-    before_scores = ev.psnr(pred, target).numpy()[:, None]
+    before_scores = psnr(pred, target).numpy()[:, None]
     np.testing.assert_allclose(before_scores[:, 0], planned.numpy(), atol=1e-3)
-    before = ev.summarize(before_scores)
+    before = stats.summarize(before_scores)
     pred[50] = target[50]
-    after_scores = ev.psnr(pred, target).numpy()[:, None]
-    after = ev.summarize(after_scores)
+    after_scores = psnr(pred, target).numpy()[:, None]
+    after = stats.summarize(after_scores)
     shift = after["mean"][0] - before["mean"][0]
     assert 0 < shift < before["ci"][0]  # (58.9 - 29) / 100 = 0.30 dB < 0.50 dB
     # the construction has teeth: the old 100 dB cap would have moved it by (100 - 29) / 100 = 0.71 dB
     assert (100 - before_scores[50, 0]) / 100 > before["ci"][0]
     # the PSNR of the mean MSE barely notices, and the window is counted as capped
     mse = ((pred - target) ** 2).mean(dim=(1, 2, 3)).numpy()[:, None]
-    s = ev.summarize_psnr(after_scores, mse)
+    s = stats.summarize_psnr(after_scores, mse)
     assert s["capped"] == [1]
     assert abs(s["psnr_of_mean_mse"][0] - 10 * np.log10(1 / np.mean(offset.numpy() ** 2))) < 0.1
 
@@ -283,7 +285,7 @@ def test_summarize_by_hand():
                        [2.0, 4.0, np.nan],
                        [3.0, 6.0, np.nan],
                        [6.0, np.nan, np.nan]])
-    s = ev.summarize(scores)
+    s = stats.summarize(scores)
     # column 0: mean 3, s = sqrt((4 + 1 + 0 + 9) / 3) = 2.1602, ci = t(3 dof) * s / sqrt(4) = 3.4374
     # column 1: mean 5, s = sqrt(2), ci = t(1 dof) * sqrt(2) / sqrt(2) = 12.7062
     # column 2: one window, no interval
@@ -296,10 +298,10 @@ def test_summarize_by_hand():
 
 
 def test_summarize_uses_t_not_1_96():
-    s = ev.summarize(np.array([[1.0], [2.0], [3.0]]))  # mean 2, s = 1, n = 3
+    s = stats.summarize(np.array([[1.0], [2.0], [3.0]]))  # mean 2, s = 1, n = 3
     assert s["ci"][0] == pytest.approx(T_DOF2 / np.sqrt(3), abs=1e-4)  # 2.4841, not 1.96 / sqrt(3) = 1.1316
     alternating = (np.arange(500) % 2).astype(float)[:, None]  # mean 0.5, s = sqrt(125 / 499) = 0.50050
-    assert ev.summarize(alternating)["ci"][0] == pytest.approx(1.96472 * 0.50050 / np.sqrt(500), abs=1e-5)
+    assert stats.summarize(alternating)["ci"][0] == pytest.approx(1.96472 * 0.50050 / np.sqrt(500), abs=1e-5)
 
 
 def _hand_results() -> dict:
@@ -323,61 +325,10 @@ def _hand_results() -> dict:
     return {"horizons": [1, 2], "raw": raw, "models": models, "baselines": {}}
 
 
-def test_comparison_facts_by_hand():
-    ci_s1 = T_DOF2 / np.sqrt(3)  # s = 1 over 3 windows: 2.4841
-    ci_s2, ci_s3 = 2 * ci_s1, 3 * ci_s1  # 4.9683, 7.4524
-    ci_s7 = T_DOF2 * np.sqrt(7) / np.sqrt(3)  # s = sqrt(7): 6.5725
-    hist = {"RSSM": {"ms_per_step": 400.0}, "Transformer": {"ms_per_step": 300.0}}
-    f = wm.comparison_facts(_hand_results(), hist, horizons=(1, 2, 5))
-
-    def close(got, mean, ci):
-        assert got[0] == pytest.approx(mean, abs=1e-4) and got[1] == pytest.approx(ci, abs=1e-4)
-
-    # Transformer minus RSSM, whole: [1, 2, 3] -> +2; [-2, -3, -7] -> -4 (s = sqrt(7)): the RSSM leads
-    assert f["lead"]["whole"][1]["leader"] == "Transformer"
-    assert f["lead"]["whole"][1]["by_db"] == pytest.approx(2) and f["lead"]["whole"][1]["ci"] == pytest.approx(ci_s1)
-    assert f["lead"]["whole"][2]["leader"] == "RSSM"
-    assert f["lead"]["whole"][2]["by_db"] == pytest.approx(4) and f["lead"]["whole"][2]["ci"] == pytest.approx(ci_s7)
-    assert f["lead"]["changed"][2] == {"leader": "Transformer", "by_db": pytest.approx(1), "ci": pytest.approx(0)}
-    assert set(f["lead"]["whole"]) == {1, 2}  # horizon 5 does not exist here
-    # over latent-hold, changed pixels: RSSM [0.5, 1.5, 2.5] and [1, 1, 1]; Transformer [-1, 0, 1] and 0
-    close(f["margin_over_latent_hold"]["RSSM"][1], 1.5, ci_s1)
-    close(f["margin_over_latent_hold"]["RSSM"][2], 1.0, 0.0)
-    close(f["margin_over_latent_hold"]["Transformer"][1], 0.0, ci_s1)
-    close(f["margins"]["latent_hold"]["Transformer"]["whole"][2], 2.0, 0.0)
-    # over context-mean: RSSM whole [1, 2, 3] and [1, 2, 6]; Transformer whole [2, 4, 6] and -1;
-    # changed: RSSM 1 and 1; Transformer [2, 3, 4] and 2
-    cm = f["margin_over_context_mean"]
-    close(cm["RSSM"]["whole"][1], 2.0, ci_s1)
-    close(cm["RSSM"]["whole"][2], 3.0, ci_s7)
-    close(cm["RSSM"]["changed"][1], 1.0, 0.0)
-    close(cm["Transformer"]["whole"][1], 4.0, ci_s2)
-    close(cm["Transformer"]["whole"][2], -1.0, 0.0)
-    close(cm["Transformer"]["changed"][1], 3.0, ci_s1)
-    assert cm == f["margins"]["context_mean"]
-    # over copy-last, whole: RSSM [-5, -3, -1] and [3, 4, 8]; Transformer [-4, -1, 2] and 1
-    close(f["margin_over_copy_last"]["RSSM"][1], -3.0, ci_s2)
-    close(f["margin_over_copy_last"]["RSSM"][2], 5.0, ci_s7)
-    close(f["margin_over_copy_last"]["Transformer"][1], -1.0, ci_s3)
-    close(f["margins"]["copy_last"]["Transformer"]["changed"][1], 4.0, ci_s1)
-    # teacher-forced minus mode at the last horizon: 25 - 20 and 18.5 - 16
-    assert f["teacher_forcing_gap_h10"] == {"RSSM": pytest.approx(5.0), "Transformer": pytest.approx(2.5)}
-    assert f["ms_per_step"] == {"RSSM": 400.0, "Transformer": 300.0}
-    assert f["step_time_ratio"] == pytest.approx(0.75)
-
-
 def test_paired_margin_by_hand():
     m = wm.paired_margin(_hand_results(), ("Transformer", "mode"), ("RSSM", "mode"), "whole")
     assert m["mean"] == pytest.approx([2.0, -4.0]) and m["n"] == [3, 3]
     assert m["ci"] == pytest.approx([T_DOF2 / np.sqrt(3), T_DOF2 * np.sqrt(7 / 3)], abs=1e-4)
-
-
-def test_print_facts_names_context_mean(capsys):
-    hist = {"RSSM": {"ms_per_step": 400.0}, "Transformer": {"ms_per_step": 300.0}}
-    wm.print_facts(wm.comparison_facts(_hand_results(), hist, horizons=(1, 2)))
-    out = capsys.readouterr().out
-    assert "Transformer over context-mean, changed pixels: h=1: +3.00±2.48" in out
-    assert "RSSM over context-mean, whole frame: h=1: +2.00±2.48; h=2: +3.00±6.57" in out
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from conftest import NUM_ACTIONS, tiny_config
 
-from wmhelpers import masking, transformer
-from wmhelpers.benchmark import recompute_imagine, recompute_latents
-from wmhelpers.transformer import GraphedStep, KVCache, TransformerDynamics, TransformerWorldModel
+from wmhelpers.models import masking, transformer
+from wmhelpers.models.transformer import GraphedStep, KVCache, TransformerDynamics, TransformerWorldModel
+from wmhelpers.runs.benchmark import recompute_imagine, recompute_latents
 
 V, K = 32, 32
 
@@ -141,7 +141,7 @@ def _fake_capture(step, device):
 def fake_graphs(monkeypatch):
     """Route imagination through GraphedStep on CPU, with a fake capture (and a fresh graph store)."""
     monkeypatch.setattr(transformer, "_GRAPHS", weakref.WeakKeyDictionary())
-    monkeypatch.setattr(transformer, "_graphs_usable", lambda device: True)
+    monkeypatch.setattr(transformer.IMAGINATION_GRAPHS, "usable", lambda device: True)
     monkeypatch.setattr(GraphedStep, "capture", staticmethod(_fake_capture))
     monkeypatch.setattr(_FakeGraph, "captures", 0)
 
@@ -167,10 +167,10 @@ def test_graphed_rollout_equals_eager(tf, fake_graphs):
 
 
 def test_graph_failure_falls_back_to_eager_with_one_warning(tf, monkeypatch):
-    monkeypatch.setattr(transformer, "_GRAPH_FAILURE", [])
+    graphs = transformer.IMAGINATION_GRAPHS
+    monkeypatch.setattr(graphs, "failures", [])
     monkeypatch.setattr(transformer, "_GRAPHS", weakref.WeakKeyDictionary())
-    monkeypatch.setattr(transformer, "_graphs_usable",
-                        lambda device: transformer.CUDA_GRAPHS and not transformer._GRAPH_FAILURE)
+    monkeypatch.setattr(graphs, "usable", lambda device: graphs.enabled and not graphs.failures)  # on the CPU
     attempts = []
 
     def failing_capture(step, device):
@@ -196,7 +196,7 @@ def test_graph_failure_falls_back_to_eager_with_one_warning(tf, monkeypatch):
 
 def test_backend_names_the_path():
     assert transformer.imagination_backend("cpu") == "eager (cpu)"
-    if not transformer._GRAPH_FAILURE:
+    if not transformer.IMAGINATION_GRAPHS.failures:
         assert transformer.imagination_backend("cuda").startswith("CUDA graph")
 
 
@@ -207,7 +207,7 @@ def test_cuda_graph_imagination_equals_recompute_on_gpu():
     obs, act = _frames(2, C, seed=15).cuda(), _actions(2, C - 1 + H, seed=16).cuda()
     state = model.observe(obs, act[:, : C - 1])
     cached = model.imagine(state, act[:, C - 1 :])
-    assert not transformer._GRAPH_FAILURE, transformer._GRAPH_FAILURE
+    assert not transformer.IMAGINATION_GRAPHS.failures, transformer.IMAGINATION_GRAPHS.failures
     assert torch.equal(cached["latent"], recompute_imagine(model, obs, act[:, : C - 1], act[:, C - 1 :]))
 
 

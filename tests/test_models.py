@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 from conftest import NUM_ACTIONS, make_dataset, tiny_config
 
-from wmhelpers.latent import straight_through_sample, unimix_logits
-from wmhelpers.rssm import RSSMWorldModel
-from wmhelpers.train import make_optimizer, train_world_model
-from wmhelpers.transformer import TransformerWorldModel
-from wmhelpers.vae import CategoricalVAE
+from wmhelpers.models.latent import straight_through_sample, unimix_logits
+from wmhelpers.models.rssm import RSSMWorldModel
+from wmhelpers.models.transformer import TransformerWorldModel
+from wmhelpers.models.vae import CategoricalVAE
+from wmhelpers.training.loop import train_world_model
+from wmhelpers.training.step import make_optimizer
 
 KINDS = {"transformer": TransformerWorldModel, "rssm": RSSMWorldModel}
 V, K = 32, 32
@@ -107,7 +108,7 @@ def test_transformer_action_and_latent_at_t_matter_at_t(tf, t):
 def test_sliding_window_spans_exactly_window_tokens():
     """One layer, window W = 16 tokens: the output at a_t (position 2t+1) reads positions
     2t+1-15 .. 2t+1, so z_{t-7} (distance 15) matters and a_{t-8} (distance 16) does not."""
-    from wmhelpers.transformer import TransformerDynamics
+    from wmhelpers.models.transformer import TransformerDynamics
 
     torch.manual_seed(0)
     dyn = TransformerDynamics(V, K, NUM_ACTIONS, dim=32, layers=1, heads=2, dropout=0.0, window=16,

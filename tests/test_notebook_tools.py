@@ -8,7 +8,7 @@ import io
 import nbformat
 import pytest
 
-from wmhelpers.notebook import RunProgress, check_notebook, run_notebook, unsupported_numbers
+from wmhelpers.notebook_tools.notebook import RunProgress, check_notebook, run_notebook, unsupported_numbers
 from wmhelpers.progress import FinalLineBar, progress_bar
 
 
@@ -141,7 +141,7 @@ def test_number_rule_skips_cells_tagged_as_quoting_others(tmp_path):
 
 
 def test_a_conclusion_written_by_the_run_counts_only_with_its_output():
-    from wmhelpers.notebook import conclusion_text
+    from wmhelpers.notebook_tools.notebook import conclusion_text
 
     cell = nbformat.v4.new_code_cell("wm.verdict.show_conclusion(facts)", execution_count=1)
     cell.metadata["tags"] = ["conclusion"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from wmhelpers import one_token
-from wmhelpers.vae import CategoricalVAE
+from wmhelpers.models.vae import CategoricalVAE
+from wmhelpers.notebook_tools import one_token
 
 
 def _frames(n: int, distinct: int = 4) -> torch.Tensor:

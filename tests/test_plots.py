@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from wmhelpers import plots
+from wmhelpers.notebook_tools import plots
 
 H = 5
 
@@ -100,7 +100,7 @@ def test_efficiency_names_devices_and_draws_projected_time():
 
 
 def test_efficiency_draws_a_wallclock_projection_as_projected():
-    from wmhelpers import wallclock
+    from wmhelpers.evaluation import wallclock
 
     rssm = wallclock.project(_history("cpu: Other CPU", ms=400), 250.0, "cpu")
     fig = plots.efficiency({"RSSM": rssm, "Transformer": _history()})

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from wmhelpers.evaluate import PSNR_CAP_DB, QUANTIZATION_MSE, changed_mask, masked_psnr, psnr
+from wmhelpers.evaluation.psnr import PSNR_CAP_DB, QUANTIZATION_MSE, changed_mask, masked_psnr, psnr
 
 
 def test_psnr_by_hand():

@@ -12,11 +12,11 @@ import torch
 from conftest import NUM_ACTIONS, make_dataset, tiny_config
 
 import wmhelpers.data as wmdata
-from wmhelpers.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from wmhelpers.config import RUN_ENVIRONMENT_FIELDS, ExperimentConfig
-from wmhelpers.rssm import RSSMWorldModel
-from wmhelpers.train import train_world_model, validation_loss, validation_windows
-from wmhelpers.transformer import TransformerWorldModel
+from wmhelpers.models.rssm import RSSMWorldModel
+from wmhelpers.models.transformer import TransformerWorldModel
+from wmhelpers.runs.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from wmhelpers.training.loop import train_world_model, validation_loss, validation_windows
 
 COMPARED = [f.name for f in dataclasses.fields(ExperimentConfig) if f.name not in RUN_ENVIRONMENT_FIELDS]
 
@@ -212,8 +212,8 @@ class _ScriptedDynamics(RSSMWorldModel):
     """A world model whose teacher-forced outputs are scripted: the posterior of frame t is a
     distinct categorical P_t, and the prediction made at step t is `predict(t)`."""
 
-    def __init__(self, shift: int, **kw):
-        super().__init__(**kw)
+    def __init__(self, shift: int, config: dict):
+        super().__init__(config)
         self.shift = shift
 
     def teacher_forced(self, obs, action, sample=True, generator=None):
@@ -230,8 +230,7 @@ class _ScriptedDynamics(RSSMWorldModel):
 @pytest.mark.parametrize("shift, zero", [(1, True), (0, False), (2, False)])
 def test_only_the_correct_alignment_gives_zero_dynamics_kl(shift, zero):
     cfg = tiny_config(seq_len=6)
-    kw = {**_ScriptedDynamics.shared_kwargs(cfg), **_ScriptedDynamics.backbone_kwargs(cfg)}
-    model = _ScriptedDynamics(shift, num_actions=NUM_ACTIONS, **kw)
+    model = _ScriptedDynamics(shift, _ScriptedDynamics.config_from(cfg, NUM_ACTIONS))
     batch = make_dataset([10], seed=1).sample(2, 6, torch.Generator().manual_seed(0))
     _, terms = model.loss(batch)
     # prediction made at a_t must be scored against the posterior of frame t+1: shift 1 is exact

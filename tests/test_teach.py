@@ -7,8 +7,8 @@ import inspect
 import pytest
 
 import wmhelpers as wm
-from wmhelpers.teach import SourceCode, show_source
-from wmhelpers.transformer import attention_mask
+from wmhelpers.models.masking import attention_mask
+from wmhelpers.notebook_tools.teach import SourceCode, show_source
 
 
 @pytest.mark.parametrize("obj", [wm.latent.straight_through_sample, wm.TransformerDynamics.tokens,

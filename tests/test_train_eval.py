@@ -9,7 +9,7 @@ import torch
 from conftest import make_dataset, tiny_config
 
 import wmhelpers as wm
-from wmhelpers import train as tr
+from wmhelpers.training import loop as tr
 
 EVAL = dict(context=4, horizon=3, eval_windows=6, eval_samples=2, train_steps=6, log_every=2, val_windows=4)
 
@@ -98,7 +98,7 @@ def test_save_results_is_plain_json(cfg, data, tmp_path):
     assert doc["training"]["RSSM"]["ms_per_step"] > 0
     assert "raw" not in doc["psnr"]
     assert wm.load_results(path)["config"] == cfg.to_dict()
-    facts = wm.comparison_facts(res, hist)
+    facts = wm.verdict.decide_facts(res, hist, cfg)
     assert set(facts["lead"]["whole"]) == {1, 3}  # only horizons that exist (H=3)
 
 

@@ -10,8 +10,10 @@ import torch
 from conftest import NUM_ACTIONS, tiny_config
 
 import wmhelpers as wm
-from wmhelpers import train_step as ts
-from wmhelpers.latent import sample_one_hot
+from wmhelpers.models.latent import sample_one_hot
+from wmhelpers.notebook_tools import describe
+from wmhelpers.training import loop
+from wmhelpers.training import step as ts
 
 
 # ---- sampling without a host sync ---------------------------------------------------------------
@@ -99,7 +101,7 @@ def test_graph_outputs_are_copied_out_before_the_next_replay(small_data, monkeyp
 
 
 def test_a_failed_capture_warns_once_and_trains_eagerly_on(small_data, monkeypatch):
-    monkeypatch.setattr(ts, "_GRAPH_FAILURE", [])
+    monkeypatch.setattr(ts.TRAINING_GRAPHS, "failures", [])
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
 
     def broken(step, device):
@@ -127,15 +129,15 @@ def test_graphs_are_tried_on_cuda_in_fp32_only():
 
 
 def test_the_device_line_names_both_gpu_paths(monkeypatch):
-    monkeypatch.setattr(wm.device, "device_name", lambda device: "cuda: Tesla T4")
-    line = wm.device.describe_run(tiny_config(device="cuda", amp="auto"))
+    monkeypatch.setattr(describe, "device_name", lambda device: "cuda: Tesla T4")
+    line = wm.describe_run(tiny_config(device="cuda", amp="auto"))
     assert "training step: CUDA graph of the whole step" in line and "imagination: CUDA graph" in line
-    assert "training step" not in wm.device.describe_run(tiny_config(device="cpu"))
+    assert "training step" not in wm.describe_run(tiny_config(device="cpu"))
 
 
 # ---- the training loop reads the terms rarely ---------------------------------------------------
 def test_training_reads_the_loss_terms_every_read_every_steps_not_every_step(small_data, monkeypatch):
-    cfg = tiny_config(train_steps=3 * wm.train.READ_EVERY, log_every=1000, val_windows=2)
+    cfg = tiny_config(train_steps=3 * loop.READ_EVERY, log_every=1000, val_windows=2)
     train, val = small_data.split(cfg)
     model = wm.TransformerWorldModel.from_config(cfg, NUM_ACTIONS, device="cpu")
     reads = {"n": 0}

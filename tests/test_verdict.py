@@ -7,19 +7,20 @@ import math
 import numpy as np
 import pytest
 
-from wmhelpers import seeds as seedstats
-from wmhelpers.verdict import conclusion_markdown, reward_constant_mse
+from wmhelpers.evaluation import seeds as seedstats
+from wmhelpers.evaluation import stats
+from wmhelpers.evaluation.verdict import conclusion_markdown, reward_constant_mse
 
 
-def test_t_interval_matches_a_hand_computation():
+def test_t_interval_over_seeds_matches_a_hand_computation():
     # values 1, 2, 3: mean 2, sd 1, t_{0.975, 2} = 4.3027 -> half-width 4.3027 / sqrt(3) = 2.4841
-    out = seedstats.t_interval([1.0, 2.0, 3.0])
-    assert out["mean"] == pytest.approx(2.0) and out["sd"] == pytest.approx(1.0)
-    assert out["ci"] == pytest.approx(2.4841, abs=1e-4)
+    out = stats.interval([[1.0], [2.0], [3.0]])
+    assert out["mean"][0] == pytest.approx(2.0) and out["sd"][0] == pytest.approx(1.0)
+    assert out["ci"][0] == pytest.approx(2.4841, abs=1e-4)
     # five seeds: the multiplier is 2.776, not 1.96
-    five = seedstats.t_interval([0.0, 0.0, 0.0, 0.0, 1.0])
-    assert five["ci"] == pytest.approx(2.7764 * math.sqrt(0.2) / math.sqrt(5), abs=1e-4)
-    assert math.isnan(seedstats.t_interval([4.0])["ci"])
+    five = stats.interval([[0.0], [0.0], [0.0], [0.0], [1.0]])
+    assert five["ci"][0] == pytest.approx(2.7764 * math.sqrt(0.2) / math.sqrt(5), abs=1e-4)
+    assert math.isnan(stats.interval([[4.0]])["ci"][0])
 
 
 def _run(rssm, tf, copy_last):

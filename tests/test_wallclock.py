@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import wmhelpers.wallclock as wallclock
+import wmhelpers.evaluation.wallclock as wallclock
 from wmhelpers.device import device_record, same_device
 
 HERE = device_record("cpu")

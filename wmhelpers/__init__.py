@@ -6,43 +6,51 @@
     tf = wm.TransformerWorldModel.from_config(cfg, num_actions=data.num_actions)
     hist = wm.train_world_model(tf, train, val, cfg)
     res = wm.evaluate_rollouts({"RSSM": rssm, "Transformer": tf}, val, cfg)
+
+The rooms (README "Layout"): models/ (the lesson: the world models and their parts), training/,
+evaluation/, runs/ (everything that names a model kind: checkpoints, seeds, benchmark),
+notebook_tools/, and at the top the config, the device, the data and the CLI. This file
+re-exports the public API; the modules the notebook reads by name (wm.plots, wm.seeds, ...)
+are available here too.
 """
 
-from . import animate, device, notebook, one_token, plots, seeds, teach, verdict, wallclock
-from .benchmark import attention_cost_sweep, kv_cache_speed, run_benchmark
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from . import device
 from .config import ExperimentConfig
 from .data import EpisodeDataset, load_or_collect
-from .evaluate import (
-    PSNR_CAP_DB,
-    capped_counts,
-    comparison_facts,
-    evaluate_rollouts,
-    format_table,
-    headline_table,
-    paired_margin,
-    print_facts,
-    psnr,
-)
-from .latent import categorical_kl, kl_losses, mode_one_hot, straight_through_sample, unimix_logits
-from .nets import ConvDecoder, ConvEncoder
-from .results import load_results, save_results
-from .rssm import RSSMWorldModel
-from .teach import show_source
-from .train import load_or_train, next_frame_mse, train_world_model
-from .transformer import TransformerDynamics, TransformerWorldModel, imagination_backend
-from .vae import CategoricalVAE
-from .world_model import MODEL_REGISTRY, WorldModel
+from .evaluation import rollouts, seeds, verdict, wallclock
+from .evaluation.psnr import PSNR_CAP_DB, psnr
+from .evaluation.results import load_results, save_results
+from .evaluation.rollouts import evaluate_rollouts, evaluation_windows, paired_margin, rollout
+from .evaluation.tables import capped_counts, format_table, headline_table
+from .models import MODEL_REGISTRY, latent, masking, transformer
+from .models.latent import categorical_kl, kl_losses, mode_one_hot, straight_through_sample, unimix_logits
+from .models.nets import ConvDecoder, ConvEncoder
+from .models.rssm import RSSMWorldModel
+from .models.transformer import TransformerDynamics, TransformerWorldModel, imagination_backend
+from .models.vae import CategoricalVAE
+from .models.world_model import WorldModel
+from .notebook_tools import animate, notebook, one_token, plots
+from .notebook_tools.describe import describe_run
+from .notebook_tools.teach import show_source
+from .runs.benchmark import attention_cost_sweep, kv_cache_speed, run_benchmark
+from .runs.checkpoints import CheckpointError, load_checkpoint, load_or_train, save_checkpoint
+from .training.loop import next_frame_mse, train_world_model, validation_windows
 
 __all__ = [
-    "kv_cache_speed", "imagination_backend",
-    "PSNR_CAP_DB", "capped_counts",
-    "device", "notebook", "seeds", "verdict", "wallclock",
-    "animate", "one_token", "teach", "show_source",
-    "plots", "attention_cost_sweep", "run_benchmark", "CheckpointError", "load_checkpoint", "save_checkpoint",
-    "ExperimentConfig", "EpisodeDataset", "load_or_collect", "evaluate_rollouts", "headline_table",
-    "paired_margin", "psnr", "categorical_kl", "kl_losses", "mode_one_hot", "straight_through_sample",
-    "unimix_logits", "ConvDecoder", "ConvEncoder", "load_results", "save_results", "RSSMWorldModel",
-    "next_frame_mse", "train_world_model", "TransformerDynamics", "TransformerWorldModel", "CategoricalVAE",
-    "MODEL_REGISTRY", "WorldModel", "comparison_facts", "format_table", "print_facts", "load_or_train",
+    # modules the notebook reads by name
+    "animate", "device", "latent", "masking", "notebook", "one_token", "plots", "rollouts", "seeds", "transformer",
+    "verdict", "wallclock",
+    # config, data, models
+    "ExperimentConfig", "EpisodeDataset", "load_or_collect", "MODEL_REGISTRY", "WorldModel", "CategoricalVAE",
+    "ConvDecoder", "ConvEncoder", "RSSMWorldModel", "TransformerDynamics", "TransformerWorldModel",
+    "categorical_kl", "kl_losses", "mode_one_hot", "straight_through_sample", "unimix_logits",
+    "imagination_backend",
+    # training, checkpoints
+    "train_world_model", "validation_windows", "next_frame_mse", "CheckpointError", "load_checkpoint",
+    "save_checkpoint", "load_or_train",
+    # evaluation
+    "PSNR_CAP_DB", "psnr", "evaluate_rollouts", "evaluation_windows", "rollout", "paired_margin", "capped_counts",
+    "format_table", "headline_table", "load_results", "save_results",
+    # notebook tools, speed
+    "describe_run", "show_source", "attention_cost_sweep", "kv_cache_speed", "run_benchmark",
 ]

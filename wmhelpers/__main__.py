@@ -1,4 +1,4 @@
-"""Command line: python -m wmhelpers {train-rssm, benchmark, run-notebook, check-notebook}."""
+"""Command line: python -m wmhelpers {train-rssm, seeds, benchmark, run-notebook, check-notebook}."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 
 
 def train_rssm(args) -> int:
-    from .checkpoints import save_checkpoint
     from .config import ExperimentConfig
     from .data import load_or_collect
-    from .rssm import RSSMWorldModel
-    from .train import train_world_model
+    from .models.rssm import RSSMWorldModel
+    from .runs.checkpoints import save_checkpoint
+    from .training.loop import train_world_model
 
     cfg = ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
     data = load_or_collect(cfg)
@@ -29,8 +29,8 @@ def train_rssm(args) -> int:
 
 
 def benchmark(args) -> int:
-    from .benchmark import run_benchmark
     from .config import ExperimentConfig
+    from .runs.benchmark import run_benchmark
 
     cfg = ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
     res = run_benchmark(cfg, sweep=not args.no_sweep)
@@ -46,7 +46,7 @@ def seeds_cmd(args) -> int:
     import torch
 
     from .config import ExperimentConfig
-    from .seeds import run_seeds
+    from .runs.train_seeds import run_seeds
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -56,7 +56,7 @@ def seeds_cmd(args) -> int:
 
 
 def check_notebook_cmd(args) -> int:
-    from .notebook import check_notebook
+    from .notebook_tools.notebook import check_notebook
 
     problems = check_notebook(args.path)
     if problems:
@@ -69,7 +69,7 @@ def check_notebook_cmd(args) -> int:
 
 
 def run_notebook_cmd(args) -> int:
-    from .notebook import run_notebook
+    from .notebook_tools.notebook import run_notebook
 
     info = run_notebook(args.path, out=args.out, smoke=args.smoke)
     print(f"Executed {args.path} in {info['seconds']:.0f} s" + (" (smoke mode)" if args.smoke else ""))

@@ -304,7 +304,17 @@ class EpisodeDataset:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(ep[: len(ep) - length + 1] == ep[length - 1 :]).astype(np.int64)
 
-    def _gather(self, starts: np.ndarray, length: int) -> dict:
+    def tile_starts(self, length: int) -> np.ndarray:
+        """Rows where non-overlapping tiles of `length` steps begin: each episode is cut from its
+        first row into consecutive tiles; a remainder shorter than a tile is left out."""
+        if not self.num_episodes:
+            return np.zeros(0, dtype=np.int64)
+        stops = np.r_[self._episode_starts[1:], len(self)]
+        return np.concatenate([np.arange(a, b - length + 1, length)
+                               for a, b in zip(self._episode_starts, stops)]).astype(np.int64)
+
+    def windows(self, starts: np.ndarray, length: int) -> dict:
+        """The windows of `length` steps beginning at rows `starts`, as float/int tensors (see module doc)."""
         idx = starts[:, None] + np.arange(length)[None, :]
         obs = torch.from_numpy(self.arrays["obs"][idx])  # [B,T,H,W,3] uint8
         return {
@@ -324,13 +334,13 @@ class EpisodeDataset:
         """Random windows that never cross an episode end, as float/int tensors (see module doc)."""
         starts = self._checked_starts(seq_len)
         pick = torch.randint(len(starts), (batch,), generator=generator).numpy()
-        return self._gather(starts[pick], seq_len)
+        return self.windows(starts[pick], seq_len)
 
     def fixed_windows(self, n: int, length: int, seed: int = 0) -> dict:
         """n windows chosen once by `seed` (sorted, without repeats when possible): the same every call."""
         starts = self._checked_starts(length)
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.choice(len(starts), size=n, replace=n > len(starts)))
-        out = self._gather(starts[pick], length)
+        out = self.windows(starts[pick], length)
         out["start"] = torch.from_numpy(starts[pick])
         return out

@@ -1,4 +1,6 @@
-"""The machine a run happens on: which device, what to call it, which precision, how to wait for it.
+"""The machine a run happens on: which device, what to call it, which precision, how to wait for
+it, how to time a call on it, and the CUDA-graph fast paths (`GraphPath`). A leaf: it imports
+nothing else of the package.
 
 Wall-clock numbers are only comparable between runs on the same device, so every history,
 checkpoint and results file records `device_record(device)`: the type (cpu / cuda / mps), a
@@ -7,7 +9,10 @@ human name (the CPU model or the GPU model) and, on a CPU, the thread count.
 
 from __future__ import annotations
 
+import contextlib
 import platform
+import time
+import warnings
 
 import torch
 
@@ -96,56 +101,93 @@ def precision_name(dtype: torch.dtype | None) -> str:
     return "bf16 autocast (conv parts)" if dtype == torch.bfloat16 else "fp32"
 
 
-def describe_run(cfg) -> str:
-    """The notebook's device line: what was picked and why (device, precision, budget)."""
-    device = cfg.resolve_device()
-    dtype = cfg.resolve_amp_dtype(device)
-    if cfg.amp != "auto":
-        why_precision = f"amp={cfg.amp!r} asked for it"
-    elif device.type == "cpu":
-        why_precision = ("this CPU has AMX or AVX-512 BF16, where bf16 convolutions are faster" if dtype is not None
-                         else "no AMX / AVX-512 BF16 on this CPU, where bf16 would be emulated and slower")
-    elif device.type == "cuda":
-        why_precision = "bf16 autocast was measured slower than fp32 on a GPU at this model size"
-    else:
-        why_precision = "the safe default here"
-    budgets = {"smoke": "smoke budget (WM_SMOKE=1): tiny, for CI only",
-               "gpu": "GPU preset: a larger budget, both models trained here (WM_PRESET=cpu for the CPU default)",
-               "cpu": "CPU default budget (the shipped checkpoints and seeds were made with it)",
-               "custom": "a custom budget"}
-    line = (f"device: {device_name(device)}\n"
-            f"precision: {precision_name(dtype)} ({why_precision})\n"
-            f"budget: {cfg.train_steps:,} steps x batch {cfg.batch_size} x {cfg.seq_len} steps, lr {cfg.lr:g}; "
-            f"{budgets[cfg.preset]}")
-    if device.type == "cuda":  # the fast paths, and whether they fell back (said here, once)
-        from .train_step import training_backend
-        from .transformer import imagination_backend
-
-        line += (f"\ntraining step: {training_backend(cfg, device)}\n"
-                 f"imagination: {imagination_backend(device)}")
-    return line
+def seconds(fn, device: torch.device | str) -> float:
+    """Wall time of one call of `fn`, waiting for the device before and after (GPUs run asynchronously)."""
+    sync(device)
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
 
 
-def graph_capture_failed(failures: list, err: Exception, what: str, instead: str) -> None:
-    """A CUDA-graph fast path failed: remember why in `failures` (that path is not tried again in
-    this process and the device line shows the reason), warn once, and let queued work finish."""
-    import warnings
-
-    failures.append(f"{type(err).__name__}: {err}".splitlines()[0][:200])
-    warnings.warn(f"{what} is unavailable here ({failures[0]}); {instead}.", RuntimeWarning, stacklevel=4)
-    try:  # a failed capture can leave work queued on a side stream
-        torch.cuda.synchronize()
-    except Exception:  # noqa: BLE001
-        pass
+def median_ms(fn, repeats: int, warmup: int, device: torch.device | str) -> float:
+    """Median wall ms of `repeats` calls of `fn` after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = sorted(seconds(fn, device) for _ in range(repeats))
+    return 1000 * times[len(times) // 2]
 
 
-def graph_unavailable(device: torch.device | str, enabled: bool, failures: list) -> str | None:
-    """Why a CUDA-graph fast path does not run on `device` ("eager (...)"), or None when it does."""
+# ---- CUDA graphs: the one helper both fast paths use (the training step, a KV-cache imagination step) ----
+# At this model size a step is hundreds of tiny kernels, each launched by Python: launching them,
+# not computing them, is the cost on a GPU (../shared/GPU.md). A CUDA graph records the step once
+# and replays it with one launch. A `GraphPath` is one such fast path: whether it is switched on,
+# why it stopped (a capture failure is remembered for the rest of the process, warned once, and
+# shown on the notebook's device line), and how it is captured.
+@contextlib.contextmanager
+def side_stream(device: torch.device | str):
+    """Run the block on a side stream on CUDA (the documented pattern for work before a capture:
+    lazy library setup must happen outside it); elsewhere nothing."""
     device = torch.device(device)
     if device.type != "cuda":
-        return f"eager ({device.type})"
-    if not enabled:
-        return "eager (CUDA graphs switched off)"
-    if failures:
-        return f"eager (CUDA-graph capture failed: {failures[0]})"
-    return None
+        yield
+        return
+    stream = torch.cuda.Stream(device=device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    try:
+        with torch.cuda.stream(stream):
+            yield
+    finally:
+        torch.cuda.current_stream(device).wait_stream(stream)
+
+
+def capture(step, device: torch.device | str, warmup: int = 0) -> tuple:
+    """(graph, outputs): `step` recorded once (after `warmup` calls on a side stream); graph.replay()
+    runs it again, writing into the same output tensors."""
+    if warmup:
+        with side_stream(device):
+            for _ in range(warmup):
+                step()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+    return graph, out
+
+
+class GraphPath:
+    """One CUDA-graph fast path: switched on (`enabled`; set False to run eagerly, to compare or to
+    debug) and not failed before in this process (`failures`)."""
+
+    def __init__(self, what: str, instead: str, running: str):
+        self.what, self.instead, self.running = what, instead, running
+        self.enabled = True
+        self.failures: list[str] = []
+
+    def usable(self, device: torch.device | str) -> bool:
+        return self.unavailable(device) is None
+
+    def unavailable(self, device: torch.device | str) -> str | None:
+        """Why the path does not run on `device` ("eager (...)"), or None when it does."""
+        device = torch.device(device)
+        if device.type != "cuda":
+            return f"eager ({device.type})"
+        if not self.enabled:
+            return "eager (CUDA graphs switched off)"
+        if self.failures:
+            return f"eager (CUDA-graph capture failed: {self.failures[0]})"
+        return None
+
+    def backend(self, device: torch.device | str) -> str:
+        """How the path runs on `device`, in words, for the notebook's device line."""
+        return self.unavailable(device) or self.running
+
+    def failed(self, err: Exception) -> None:
+        """A capture failed: remember why (the path is not tried again in this process), warn once,
+        and let queued work finish."""
+        self.failures.append(f"{type(err).__name__}: {err}".splitlines()[0][:200])
+        warnings.warn(f"{self.what} is unavailable here ({self.failures[0]}); {self.instead}.", RuntimeWarning,
+                      stacklevel=3)
+        try:  # a failed capture can leave work queued on a side stream
+            torch.cuda.synchronize()
+        except Exception:  # noqa: BLE001
+            pass

@@ -6,9 +6,7 @@ is decided across training seeds: `ExperimentConfig.train_seed` moves the initia
 batch order, latent sampling and dropout, while the data, the split and the validation and
 evaluation windows (all chosen by `cfg.seed`) stay fixed.
 
-    python -m wmhelpers seeds --seeds 1 2 3            # trains what is missing, then evaluates
-
-writes `checkpoints/p04_seeds.json`:
+`python -m wmhelpers seeds --seeds 1 2 3` (runs/train_seeds.py) writes `checkpoints/p04_seeds.json`:
 
     {"seeds_version", "created", "config" (the ExperimentConfig, train_seed = the default),
      "data_fingerprint", "windows_sha256", "horizons",
@@ -18,54 +16,22 @@ writes `checkpoints/p04_seeds.json`:
                             "val_curve": {"step", "loss", "next_frame_mse"}, "final_val": {...}}},
                          "baselines": {"copy_last" | "context_mean": {"whole" | "changed": {...}}}}}}
 
-Each (seed, model) is a checkpoint: the default seed's are the shipped ones
-(`p03_rssm.pt`, `p04_transformer.pt`), the others go to `checkpoints/seeds/` (not committed:
-size). A finished checkpoint is loaded, never trained again, so an interrupted run resumes; two
-processes may train different models side by side (`--models rssm` / `--models transformer`,
-one thread each) and a last call without `--models` evaluates and writes the file.
+This module reads that file and computes over it: each seed's record, the spread over seeds
+(stats.interval), the seed table. It trains nothing.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 
 import numpy as np
 
-from .config import RUN_ENVIRONMENT_FIELDS, ExperimentConfig
-from .evaluate import t_multiplier
-from .results import write_json
-from .world_model import MODEL_REGISTRY
+from ..config import RUN_ENVIRONMENT_FIELDS, ExperimentConfig
+from .results import plain
+from .stats import interval
 
 SEEDS_VERSION = 1
-MODEL_NAMES = {"rssm": "RSSM", "transformer": "Transformer"}
-SHIPPED = {"rssm": "p03_rssm.pt", "transformer": "p04_transformer.pt"}
-
-
-def checkpoint_path(cfg: ExperimentConfig, kind: str, seed: int) -> Path:
-    """The shipped checkpoint for the default training seed, a git-ignored one for the others."""
-    if seed == ExperimentConfig().train_seed:
-        return Path(cfg.checkpoint_dir) / SHIPPED[kind]
-    return Path(cfg.checkpoint_dir) / "seeds" / f"{kind}_seed{seed}.pt"
-
-
-def train_seed_models(cfg: ExperimentConfig, seeds, kinds=("rssm", "transformer"), progress: bool = True) -> dict:
-    """Load or train every (seed, kind); returns {(seed, kind): (model, history)}."""
-    from .data import load_or_collect
-    from .train import load_or_train
-
-    data = load_or_collect(cfg, progress=progress, verbose=progress)
-    train, val = data.split(cfg)
-    out = {}
-    for seed in seeds:
-        seed_cfg = cfg.replace(train_seed=int(seed))
-        for kind in kinds:
-            path = checkpoint_path(cfg, kind, int(seed))
-            print(f"--- seed {seed}, {MODEL_NAMES[kind]}: {path}", flush=True)
-            out[(int(seed), kind)] = load_or_train(MODEL_REGISTRY[kind], path, seed_cfg, data, train, val,
-                                                   progress=progress)
-    return out
 
 
 def _val_curve(history: dict) -> dict:
@@ -75,45 +41,16 @@ def _val_curve(history: dict) -> dict:
 
 def seed_record(results: dict, histories: dict) -> dict:
     """What the seeds file keeps of one seed's evaluation: summaries per curve, no raw arrays."""
-    from .results import _plain
-
     models = {}
     for name, curves in results["models"].items():
         h = histories[name]
         models[name] = {
-            "psnr": _plain(curves),
+            "psnr": plain(curves),
             "ms_per_step": h.get("ms_per_step"), "train_seconds": h.get("train_seconds"),
             "device": h.get("device"), "device_record": h.get("device_record"),
             "val_curve": _val_curve(h), "final_val": {k: v[-1] for k, v in h.get("val", {}).items()},
         }
-    return {"models": models, "baselines": _plain(results["baselines"])}
-
-
-def run_seeds(cfg: ExperimentConfig, seeds, kinds=("rssm", "transformer"), out=None,
-              progress: bool = True) -> dict | None:
-    """Train what is missing; when both kinds were asked for, evaluate every seed on the same
-    windows and write the seeds file (atomically). Returns the document (None if only training)."""
-    from .data import load_or_collect
-    from .evaluate import evaluate_rollouts
-
-    trained = train_seed_models(cfg, seeds, kinds, progress=progress)
-    if set(kinds) != set(MODEL_NAMES):
-        return None
-    data = load_or_collect(cfg, progress=False, verbose=False)
-    _, val = data.split(cfg)
-    doc = {"seeds_version": SEEDS_VERSION, "config": cfg.replace(train_seed=ExperimentConfig().train_seed).to_dict(),
-           "data_fingerprint": data.fingerprint(), "runs": {}}
-    for seed in seeds:
-        models = {MODEL_NAMES[k]: trained[(int(seed), k)][0] for k in ("rssm", "transformer")}
-        histories = {MODEL_NAMES[k]: trained[(int(seed), k)][1] for k in ("rssm", "transformer")}
-        res = evaluate_rollouts(models, val, cfg, progress=progress)
-        doc["horizons"] = res["horizons"]
-        doc["windows_sha256"] = res.get("windows_sha256")
-        doc["runs"][str(int(seed))] = seed_record(res, histories)
-    doc["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    path = write_json(out or Path(cfg.checkpoint_dir) / "p04_seeds.json", doc)
-    print(f"Wrote {path}: seeds {sorted(doc['runs'], key=int)}", flush=True)
-    return doc
+    return {"models": models, "baselines": plain(results["baselines"])}
 
 
 def load_seeds(path) -> dict | None:
@@ -139,27 +76,7 @@ def config_differences(doc: dict, cfg: ExperimentConfig) -> list[str]:
     return [k for k in sorted(set(want) | set(have)) if k not in skip and want.get(k) != have.get(k)]
 
 
-def run_record(results: dict, histories: dict) -> dict:
-    """This notebook's own run in the seeds file's per-seed format, so it can stand beside them."""
-    return seed_record(results, histories)
-
-
 # ---- statistics over seeds -----------------------------------------------------------------------
-def t_interval(values) -> dict:
-    """Mean and 95% t-interval half-width over seeds: t_{0.975, n-1} * s / sqrt(n).
-
-    With 5 seeds the multiplier is 2.78, with 3 it is 4.30 (not 1.96: the seeds are few). NaN
-    half-width for a single seed: one run has no spread."""
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    n = len(x)
-    mean = float(x.mean()) if n else float("nan")
-    if n < 2:
-        return {"mean": mean, "ci": float("nan"), "sd": float("nan"), "n": n}
-    sd = float(x.std(ddof=1))
-    return {"mean": mean, "ci": float(t_multiplier(n) * sd / np.sqrt(n)), "sd": sd, "n": n}
-
-
 def _curve(run: dict, owner: str, curve: str, metric: str) -> np.ndarray:
     """Per-horizon mean PSNR of one run: a model's curve, or a baseline (owner "baselines")."""
     if owner == "baselines":
@@ -188,8 +105,7 @@ def spread(runs: dict, a: tuple, b: tuple | None = None, metric: str = "whole") 
     """Per horizon: the t-interval over seeds of curve a (or of the seed-by-seed difference a - b).
     {"mean": [H], "ci": [H], "sd": [H], "n": int}."""
     x = per_seed(runs, a, b, metric)
-    cols = [t_interval(x[:, i]) for i in range(x.shape[1])]
-    return {k: [c[k] for c in cols] for k in ("mean", "ci", "sd")} | {"n": len(x)}
+    return {k: v.tolist() for k, v in interval(x).items() if k != "n"} | {"n": len(x)}
 
 
 def band(runs: dict, names=("RSSM", "Transformer")) -> dict:

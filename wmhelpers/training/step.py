@@ -32,16 +32,16 @@ weights, bit for bit, as the graph path's logic run with a stand-in for the capt
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
-from .device import graph_capture_failed, graph_unavailable
+from ..device import GraphPath, capture, median_ms, side_stream
 
 TERMS = ("total", "recon_loss", "dyn_loss", "rep_loss", "reward_loss", "cont_loss", "kl")
-CUDA_GRAPHS = True  # set False to train eagerly on CUDA too (to compare, or to debug)
 WARMUP_STEPS = 3  # eager steps before capture; they count as training steps
-_GRAPH_FAILURE: list[str] = []  # why capture failed in this process, once it has
+# .enabled = False trains eagerly on CUDA too (to compare, or to debug)
+TRAINING_GRAPHS = GraphPath(
+    "CUDA-graph training step", "training eagerly instead (same steps, slower on a GPU)",
+    f"CUDA graph of the whole step after {WARMUP_STEPS} eager steps (eager if capture fails)")
 
 
 def make_optimizer(model, cfg, capturable: bool = False) -> torch.optim.Optimizer:
@@ -55,25 +55,17 @@ def make_optimizer(model, cfg, capturable: bool = False) -> torch.optim.Optimize
 
 def graphs_wanted(cfg, device: torch.device | str) -> bool:
     """Whether training on `device` tries a CUDA graph: CUDA, fp32, switched on, not failed before."""
-    device = torch.device(device)
-    return (CUDA_GRAPHS and not _GRAPH_FAILURE and device.type == "cuda"
-            and cfg.resolve_amp_dtype(device) is None)
+    return TRAINING_GRAPHS.usable(device) and cfg.resolve_amp_dtype(torch.device(device)) is None
 
 
 def training_backend(cfg, device: torch.device | str) -> str:
     """How the training step runs on `device`, in words, for the notebook's device line."""
-    unavailable = graph_unavailable(device, CUDA_GRAPHS, _GRAPH_FAILURE)
+    unavailable = TRAINING_GRAPHS.unavailable(device)
     if unavailable:
         return unavailable
     if cfg.resolve_amp_dtype(device) is not None:
         return "eager (autocast asked for; graphs are captured in fp32 only)"
-    return f"CUDA graph of the whole step after {WARMUP_STEPS} eager steps (eager if capture fails)"
-
-
-def _capture_failed(err: Exception) -> None:
-    """Remember the failure (eager from now on, in this process) and warn once."""
-    graph_capture_failed(_GRAPH_FAILURE, err, "CUDA-graph training step",
-                         "training eagerly instead (same steps, slower on a GPU)")
+    return TRAINING_GRAPHS.running
 
 
 class TrainStep:
@@ -114,7 +106,7 @@ class TrainStep:
             return self._replay(batch)
         if not self.use_graph:
             return self.eager_step(batch)
-        with self._side_stream():
+        with side_stream(self.model.device):
             terms = self.eager_step(batch)
         if self.steps >= WARMUP_STEPS:
             try:
@@ -122,17 +114,10 @@ class TrainStep:
             except Exception as err:  # noqa: BLE001  (any capture failure: train eagerly, never fail)
                 self.use_graph, self.replay, self.static, self.out = False, None, None, None
                 self.optimizer.zero_grad(set_to_none=True)
-                _capture_failed(err)
+                TRAINING_GRAPHS.failed(err)
         return terms
 
     # ---- the graph path -----------------------------------------------------------------------
-    def _side_stream(self):
-        """Warm-up steps run on a side stream on CUDA (the documented pattern); elsewhere nothing."""
-        device = self.model.device
-        if device.type != "cuda":
-            return contextlib.nullcontext()
-        return _SideStream(device)
-
     def _capture(self, batch: dict) -> None:
         device = self.model.device
         self.static = {k: v.to(device).clone() for k, v in batch.items() if torch.is_tensor(v)}
@@ -144,9 +129,7 @@ class TrainStep:
     @staticmethod
     def capture(step, device) -> tuple:
         """(replay, outputs): `step` recorded once, not run; replay() runs it again into `outputs`."""
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = step()
+        graph, out = capture(step, device)
         return graph.replay, out
 
     def _replay(self, batch: dict) -> torch.Tensor:
@@ -157,17 +140,15 @@ class TrainStep:
         return self.out.clone()  # the next replay overwrites self.out
 
 
-class _SideStream:
-    def __init__(self, device):
-        self.device = device
-        self.stream = torch.cuda.Stream(device=device)
+def train_step_ms(model, batch: dict, cfg, repeats: int = 10, warmup: int = 3,
+                  graphs: bool | None = None) -> tuple[float, str]:
+    """(median wall ms of one training step, its backend) on a fixed batch.
 
-    def __enter__(self):
-        self.stream.wait_stream(torch.cuda.current_stream(self.device))
-        self._ctx = torch.cuda.stream(self.stream)
-        self._ctx.__enter__()
-
-    def __exit__(self, *exc):
-        self._ctx.__exit__(*exc)
-        torch.cuda.current_stream(self.device).wait_stream(self.stream)
-        return False
+    The step is the one training runs, `TrainStep` (loss, backward, clipping, Adam): on CUDA a
+    replayed CUDA graph unless graphs=False. Warm-up covers the graph's eager steps and its
+    capture, so only replays (or eager steps) are timed."""
+    model.train()
+    step = TrainStep(model, cfg, graphs=graphs)
+    warm = max(warmup, WARMUP_STEPS + 1) if step.use_graph else warmup
+    ms = median_ms(lambda: step(batch), repeats, warm, model.device)
+    return ms, step.backend

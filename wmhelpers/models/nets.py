@@ -12,7 +12,7 @@ import functools
 import torch
 from torch import nn
 
-from .device import resolve_amp_dtype
+from ..device import resolve_amp_dtype
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,7 +7,7 @@ in the notebook, on this device; the RSSM comes from a checkpoint that may have 
 elsewhere. Then:
 
 - on a GPU, the RSSM is trained here with the same budget (cheap there): `load_or_train(...,
-  train_here_if_foreign=True)` in train.py;
+  train_here_if_foreign=True)` in runs/checkpoints.py;
 - otherwise its curve is kept per gradient step, and for the time axis it is PROJECTED: a short
   burst of RSSM training steps is timed on this device and the checkpoint's steps are placed at
   that pace. The projected curve says so in its legend, and the conclusion compares it as such.
@@ -19,7 +19,8 @@ import copy
 
 import torch
 
-from .device import device_name, device_record, same_device
+from ..device import device_name, device_record, same_device
+from ..training.step import train_step_ms
 
 
 def foreign(history: dict, device: torch.device | str) -> bool:
@@ -33,10 +34,8 @@ def train_here(history: dict, device: torch.device | str) -> bool:
 
 
 def burst_ms_per_step(model_cls, cfg, train, num_actions: int, steps: int = 8) -> float:
-    """Median ms of `steps` full training steps (train_step.TrainStep) of a fresh model here.
+    """Median ms of `steps` full training steps (training.step.TrainStep) of a fresh model here.
     Seconds of work: what a student's laptop can afford to learn its own pace."""
-    from .benchmark import train_step_ms
-
     model = model_cls.from_config(cfg, num_actions=num_actions)
     g = torch.Generator().manual_seed(cfg.train_seed)
     batch = {k: v.to(model.device) for k, v in train.sample(cfg.batch_size, cfg.seq_len, g).items()}

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .evaluate import masked_psnr, psnr
-from .vae import CategoricalVAE
+from ..evaluation.psnr import masked_psnr, psnr
+from ..models.vae import CategoricalVAE
 
 SHAPES = {"one index (1 x 32)": (1, 32), "32 indices (32 x 32, the shipped token)": (32, 32)}
 BEST_ONE_INDEX = "best possible one index (32 k-means pictures)"

@@ -33,19 +33,22 @@ from torch import nn
 
 from .latent import unimix_logits
 from .nets import mlp
-from .world_model import WorldModel, register_world_model
+from .world_model import WorldModel
 
 
-@register_world_model
 class RSSMWorldModel(WorldModel):
     kind = "rssm"
     rebuild_command = "python -m wmhelpers train-rssm"
 
-    def __init__(self, num_actions: int, deter: int = 256, **shared):
-        super().__init__(num_actions, **shared)
-        mc = self._model_config
-        V, K, hidden = mc["latent_vars"], mc["latent_classes"], mc["hidden"]
-        self.deter = deter
+    @classmethod
+    def config_from(cls, cfg, num_actions: int) -> dict:
+        return super().config_from(cfg, num_actions) | dict(deter=cfg.rssm_deter)
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        c = self.config
+        V, K, hidden, num_actions = c["latent_vars"], c["latent_classes"], c["hidden"], c["num_actions"]
+        self.deter = deter = c["deter"]
         self.img_in = nn.Sequential(nn.Linear(V * K + num_actions, hidden), nn.LayerNorm(hidden), nn.SiLU())
         self.gru = nn.GRUCell(hidden, deter)
         self.prior_head = mlp(deter, hidden, V * K)
@@ -54,11 +57,6 @@ class RSSMWorldModel(WorldModel):
         nn.init.zeros_(self.post_from_h.bias)
         self.reward_head = mlp(deter, hidden, 1)
         self.cont_head = mlp(deter, hidden, 1)
-        self._model_config.update(deter=deter)
-
-    @classmethod
-    def backbone_kwargs(cls, cfg) -> dict:
-        return dict(deter=cfg.rssm_deter)
 
     # ---- the named steps -------------------------------------------------------------------
     def initial(self, batch: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ only its dynamics backbone through three methods:
     observe(obs, actions)                 a state summarising a real context
     imagine(state, actions)               open-loop latents, rewards, continuations
 
-Everything else (the loss, decoding, the neutral one-step prediction, config plumbing) is
+Everything else (the loss, decoding, the neutral one-step prediction, the config) is
 written once here, which is how the code guarantees that only the backbone differs.
 
 The loss (DreamerV3 / STORM weights):
@@ -27,57 +27,43 @@ from torch import nn
 from .latent import flat, kl_losses, mode_one_hot, sample_one_hot
 from .vae import CategoricalVAE
 
-MODEL_REGISTRY: dict[str, type["WorldModel"]] = {}
-
-
-def register_world_model(cls):
-    """Class decorator: lets `load_checkpoint` rebuild a model from its `kind` string."""
-    MODEL_REGISTRY[cls.kind] = cls
-    return cls
-
 
 class WorldModel(nn.Module):
+    """A world model is built from its config: a plain dict (what a checkpoint stores as
+    `model_config`). `config_from` is the one place a class says which numbers of the
+    ExperimentConfig it takes, under which names; a subclass adds its backbone's."""
+
     kind = "abstract"
     # how to rebuild a checkpoint of this kind (named in checkpoint mismatch errors)
     rebuild_command = "re-run the notebook"
 
-    def __init__(self, num_actions: int, conv_widths=(16, 32, 64, 128), latent_vars: int = 32,
-                 latent_classes: int = 32, unimix: float = 0.01, free_bits: float = 1.0,
-                 kl_dyn_scale: float = 0.5, kl_rep_scale: float = 0.1, hidden: int = 256,
-                 frame_size: int = 64, amp: str = "off"):
+    def __init__(self, config: dict):
         super().__init__()
-        self.num_actions = num_actions
-        self.free_bits, self.kl_dyn_scale, self.kl_rep_scale = free_bits, kl_dyn_scale, kl_rep_scale
-        self.vae = CategoricalVAE(conv_widths, latent_vars, latent_classes, unimix, frame_size, amp)
-        self._model_config = dict(
-            num_actions=num_actions, conv_widths=list(conv_widths), latent_vars=latent_vars,
-            latent_classes=latent_classes, unimix=unimix, free_bits=free_bits, kl_dyn_scale=kl_dyn_scale,
-            kl_rep_scale=kl_rep_scale, hidden=hidden, frame_size=frame_size, amp=amp,
-        )
+        self.config = c = dict(config)
+        self.num_actions = c["num_actions"]
+        self.free_bits, self.kl_dyn_scale, self.kl_rep_scale = c["free_bits"], c["kl_dyn_scale"], c["kl_rep_scale"]
+        self.vae = CategoricalVAE(tuple(c["conv_widths"]), c["latent_vars"], c["latent_classes"], c["unimix"],
+                                  c["frame_size"], c["amp"])
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
-    def shared_kwargs(cls, cfg) -> dict:
-        return dict(
-            conv_widths=tuple(cfg.conv_widths), latent_vars=cfg.latent_vars, latent_classes=cfg.latent_classes,
-            unimix=cfg.unimix, free_bits=cfg.free_bits, kl_dyn_scale=cfg.kl_dyn_scale,
-            kl_rep_scale=cfg.kl_rep_scale, hidden=cfg.hidden, frame_size=cfg.frame_size, amp=cfg.amp,
-        )
+    def config_from(cls, cfg, num_actions: int) -> dict:
+        """The model config (plain types) an ExperimentConfig asks for: the observation model and
+        the loss, shared by every world model."""
+        return dict(num_actions=num_actions, conv_widths=list(cfg.conv_widths), latent_vars=cfg.latent_vars,
+                    latent_classes=cfg.latent_classes, unimix=cfg.unimix, free_bits=cfg.free_bits,
+                    kl_dyn_scale=cfg.kl_dyn_scale, kl_rep_scale=cfg.kl_rep_scale, hidden=cfg.hidden,
+                    frame_size=cfg.frame_size, amp=cfg.amp)
 
     @classmethod
     def from_config(cls, cfg, num_actions: int, device: torch.device | str | None = None) -> "WorldModel":
         """A fresh model sized by the ExperimentConfig, initialised from cfg.train_seed, on cfg's device."""
         torch.manual_seed(cfg.train_seed)
-        model = cls(num_actions=num_actions, **cls.backbone_kwargs(cfg), **cls.shared_kwargs(cfg))
-        return model.to(device or cfg.resolve_device())
-
-    @classmethod
-    def backbone_kwargs(cls, cfg) -> dict:
-        return {}
+        return cls(cls.config_from(cfg, num_actions)).to(device or cfg.resolve_device())
 
     def model_config(self) -> dict:
-        """Plain dict with every constructor argument: enough to rebuild the model."""
-        return dict(self._model_config)
+        """The plain dict the model was built from: enough to rebuild it (`cls(model_config)`)."""
+        return dict(self.config)
 
     @property
     def device(self) -> torch.device:

@@ -1,4 +1,4 @@
-"""One training loop for any world model, with a history that P05 and the plots can read.
+"""The one training loop for any world model, with a history that P05 and the plots can read.
 
 Both world models go through `train_world_model` with the same optimizer, the same seeded
 batches, the same clipping and the same number of gradient steps: the budget is the
@@ -12,11 +12,11 @@ import time
 
 import torch
 
-from .config import ExperimentConfig
-from .data import EpisodeDataset
-from .device import device_name, device_record, sync
-from .progress import progress_bar
-from .train_step import TERMS, TrainStep, make_optimizer  # noqa: F401  (make_optimizer: old import path)
+from ..config import ExperimentConfig
+from ..data import EpisodeDataset
+from ..device import device_name, device_record, sync
+from ..progress import progress_bar
+from .step import TERMS, TrainStep
 
 
 def validation_windows(val: EpisodeDataset, cfg: ExperimentConfig) -> dict:
@@ -148,31 +148,3 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
     history["ms_per_step"] = 1000.0 * wall / cfg.train_steps
     history["step_backend"] = step_fn.backend
     return history
-
-
-def load_or_train(model_cls, path, cfg: ExperimentConfig, data: EpisodeDataset, train: EpisodeDataset,
-                  val: EpisodeDataset, progress: bool = True, train_here_if_foreign: bool = False):
-    """(model, history) from the checkpoint at `path` if it matches cfg and data; otherwise say
-    why, train one with the same function and budget, and save it there.
-
-    train_here_if_foreign: also retrain when the checkpoint was trained on another kind of device
-    and this one is a GPU, where training is cheap, so wall clocks compare like with like."""
-    from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-    from .wallclock import train_here
-
-    device = cfg.resolve_device()
-    try:
-        model, history = load_checkpoint(path, expect=cfg, data=data)
-        if train_here_if_foreign and train_here(history, device):
-            print(f"{path} was trained on {history.get('device')}; this is {device_name(device)}, so it is "
-                  f"trained again here with the same budget (wall clocks only compare on one device).")
-        else:
-            print(f"Loaded {path}: {model.kind}, {history.get('steps')} steps, trained in "
-                  f"{history.get('train_seconds', 0):.0f} s on {history.get('device')}.")
-            return model, history
-    except CheckpointError as exc:
-        print(f"Not using {path}: {exc}\nTraining it now with the same function and budget.")
-    model = model_cls.from_config(cfg, num_actions=data.num_actions)
-    history = train_world_model(model, train, val, cfg, progress=progress)
-    save_checkpoint(path, model, cfg, history, data)
-    return model, history

@@ -14,12 +14,12 @@ import torch
 RESULTS_VERSION = 2
 
 
-def _plain(x):
+def plain(x):
     """Drop numpy/tensor types and the raw per-window arrays: JSON only."""
     if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items() if k != "raw"}
+        return {str(k): plain(v) for k, v in x.items() if k != "raw"}
     if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
+        return [plain(v) for v in x]
     if hasattr(x, "tolist"):
         return x.tolist()
     return x
@@ -54,7 +54,7 @@ def save_results(path, results: dict, histories: dict, cfg, data, device: str | 
         "training": {name: training_summary(h) for name, h in histories.items()},
         "extra": extra or {},
     }
-    return write_json(path, _plain(doc))
+    return write_json(path, plain(doc))
 
 
 def write_json(path, doc: dict) -> Path:

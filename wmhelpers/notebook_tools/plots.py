@@ -12,10 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-try:  # the mask lives in its own module; older checkouts kept it in transformer.py
-    from .masking import attention_mask
-except ImportError:  # pragma: no cover
-    from .transformer import attention_mask
+from ..models.masking import attention_mask
 
 MODEL_COLORS = {"RSSM": "tab:blue", "Transformer": "tab:orange"}
 BASELINE_STYLE = {"copy_last": ("copy last frame", "0.35", ":"), "context_mean": ("mean of context", "0.6", "-.")}
@@ -317,31 +314,6 @@ def efficiency(histories: dict, time_scale: dict | None = None, projected_on: st
                 ax.legend(fontsize=8, loc="best")  # "best": the spot with the fewest points under it
     axes[0, 0].set_title("same budget, vs time", fontsize=10)
     axes[0, 1].set_title("same budget, vs gradient step", fontsize=10)
-    return fig
-
-
-def filmstrip(truth: torch.Tensor, predictions: dict, context: int, horizons=None) -> Figure:
-    """Rows: ground truth, then one row per model. Columns: the last context frames then the imagined steps."""
-    T = truth.shape[0]
-    show_ctx = min(2, context)
-    cols = list(range(context - show_ctx, T))
-    rows = [("ground truth", truth, None)] + [(name, p, context) for name, p in predictions.items()]
-    fig, axes = _figure(1.05 * len(cols), 1.2 * len(rows) + 0.4, ncols=len(cols), nrows=len(rows))
-    for r, (label, frames, offset) in enumerate(rows):
-        for j, t in enumerate(cols):
-            ax = axes[r, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if offset is None or t >= offset:
-                img = frames[t] if offset is None else frames[t - offset]
-                ax.imshow(_img(img), interpolation="nearest")
-            else:
-                ax.set_facecolor("0.9")
-            if r == 0:
-                ax.set_title(f"ctx {t - context + 1}" if t < context else f"+{t - context + 1}", fontsize=8)
-            if j == 0:
-                ax.set_ylabel(label, fontsize=8)
-    fig.suptitle("context (real frames), then open-loop imagination with the real actions", fontsize=9)
     return fig
 
 

@@ -1,11 +1,12 @@
-"""Checkpoints: a plain dict saved with torch.save and loaded with weights_only=True.
+"""Checkpoints: a plain dict saved with torch.save and loaded with weights_only=True; and
+`load_or_train`, which loads one by its kind or trains and saves it.
 
 A checkpoint from a classmate must not be able to run code, so everything outside the tensors
 is plain Python (str, int, float, bool, list, dict, None). Layout (FORMAT_VERSION 2):
 
     format_version    int
     kind              "rssm" | "transformer"   (the registry key of the model class)
-    model_config      dict: every constructor argument of the model
+    model_config      dict: the model's config (every number it is built from: WorldModel.config_from)
     experiment        dict: the ExperimentConfig it was trained with
     data_fingerprint  sha256 of the dataset it was trained on
     history           dict: what train_world_model returned
@@ -17,7 +18,6 @@ is plain Python (str, int, float, bool, list, dict, None). Layout (FORMAT_VERSIO
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import os
 import pickle
 import tempfile
@@ -26,9 +26,12 @@ from pathlib import Path
 
 import torch
 
-from .config import RUN_ENVIRONMENT_FIELDS, ExperimentConfig
-from .device import device_name, device_record
-from .world_model import MODEL_REGISTRY
+from ..config import RUN_ENVIRONMENT_FIELDS, ExperimentConfig
+from ..data import EpisodeDataset
+from ..device import device_name, device_record
+from ..evaluation.wallclock import train_here
+from ..models import MODEL_REGISTRY
+from ..training.loop import train_world_model
 
 # 2: every ExperimentConfig field is compared (by exclusion), train_seed exists, meta.device_record.
 FORMAT_VERSION = 2
@@ -121,19 +124,6 @@ def checkpoint_mismatches(ckpt: dict, expect: ExperimentConfig | None = None, da
     return diffs
 
 
-def _constructor_arguments(cls) -> set[str]:
-    """Names a model class's constructor accepts, following **kwargs up to the base classes."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass) or klass is object or klass.__module__.startswith("torch"):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names
-
-
 def load_checkpoint(path, expect: ExperimentConfig | None = None, data=None, device=None):
     """Rebuild the model recorded in the checkpoint -> (model, history).
 
@@ -153,12 +143,14 @@ def load_checkpoint(path, expect: ExperimentConfig | None = None, data=None, dev
             f"{path} does not match this experiment:\n  - " + "\n  - ".join(diffs)
             + f"\nRebuild it with: {cls.rebuild_command}{smoke}"
         )
-    mc = dict(ckpt["model_config"])
-    unknown = sorted(set(mc) - _constructor_arguments(cls))
-    if unknown:
-        raise CheckpointError(f"{path}: model_config has key(s) {unknown} that a {kind} model does not take "
-                              f"(written by another version of wmhelpers?).\nRebuild it with: {cls.rebuild_command}")
-    model = cls(**{k: tuple(v) if k == "conv_widths" else v for k, v in mc.items()})
+    mc = ckpt["model_config"]
+    known = cls.config_from(ExperimentConfig(), 0)
+    unknown, missing = sorted(set(mc) - set(known)), sorted(set(known) - set(mc))
+    if unknown or missing:
+        raise CheckpointError(f"{path}: model_config has key(s) {unknown} that a {kind} model does not take and "
+                              f"lacks {missing} (written by another version of wmhelpers?).\n"
+                              f"Rebuild it with: {cls.rebuild_command}")
+    model = cls(mc)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
@@ -168,3 +160,28 @@ def load_checkpoint(path, expect: ExperimentConfig | None = None, data=None, dev
         device = (expect or ExperimentConfig()).resolve_device()
     model = model.to(device).eval()
     return model, ckpt.get("history", {})
+
+
+def load_or_train(model_cls, path, cfg: ExperimentConfig, data: EpisodeDataset, train: EpisodeDataset,
+                  val: EpisodeDataset, progress: bool = True, train_here_if_foreign: bool = False):
+    """(model, history) from the checkpoint at `path` if it matches cfg and data; otherwise say
+    why, train one with the same function and budget, and save it there.
+
+    train_here_if_foreign: also retrain when the checkpoint was trained on another kind of device
+    and this one is a GPU, where training is cheap, so wall clocks compare like with like."""
+    device = cfg.resolve_device()
+    try:
+        model, history = load_checkpoint(path, expect=cfg, data=data)
+        if train_here_if_foreign and train_here(history, device):
+            print(f"{path} was trained on {history.get('device')}; this is {device_name(device)}, so it is "
+                  f"trained again here with the same budget (wall clocks only compare on one device).")
+        else:
+            print(f"Loaded {path}: {model.kind}, {history.get('steps')} steps, trained in "
+                  f"{history.get('train_seconds', 0):.0f} s on {history.get('device')}.")
+            return model, history
+    except CheckpointError as exc:
+        print(f"Not using {path}: {exc}\nTraining it now with the same function and budget.")
+    model = model_cls.from_config(cfg, num_actions=data.num_actions)
+    history = train_world_model(model, train, val, cfg, progress=progress)
+    save_checkpoint(path, model, cfg, history, data)
+    return model, history

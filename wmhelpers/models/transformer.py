@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .device import graph_capture_failed, graph_unavailable
+from ..device import GraphPath, capture
 from .latent import flat, mode_one_hot, unimix_logits
-from .masking import EMPTY, attention_mask  # noqa: F401  (attention_mask re-exported: old import path)
+from .masking import EMPTY, attention_mask
 from .nets import mlp
-from .world_model import WorldModel, register_world_model
+from .world_model import WorldModel
 
 
 # ----------------------------------------------------------------------------------------------
@@ -58,11 +58,6 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-
-
-def rotary(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """RoPE: rotate pairs of channels of x [B, H, L, d] by angle pos * 10000^(-2i/d)."""
-    return rotate(x, *rope_angles(pos, x.shape[-1]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -281,7 +276,7 @@ class TransformerDynamics(nn.Module):
         pick None means the mode (argmax), which on a CUDA GPU runs as a replayed CUDA graph.
         The given cache is left as it was. Returns latent, reward, cont, next_logits, each [B, H, ...]."""
         if pick is None:
-            if not self.training and _graphs_usable(z.device):
+            if not self.training and IMAGINATION_GRAPHS.usable(z.device):
                 out = self._imagine_graphed(cache, z, actions)
                 if out is not None:
                     return out
@@ -306,7 +301,7 @@ class TransformerDynamics(nn.Module):
                 graphs[key] = GraphedStep(self, cache, z)
             return graphs[key].rollout(cache, z, actions)
         except Exception as err:  # noqa: BLE001  (any capture failure: fall back, never fail a rollout)
-            _graphs_failed(err)
+            IMAGINATION_GRAPHS.failed(err)
             return None
 
     @torch.no_grad()
@@ -338,25 +333,14 @@ def _mode(logits: torch.Tensor) -> torch.Tensor:
 # faster than recomputing everything (../shared/GPU.md). A CUDA graph replays the whole step with
 # one launch. Capture takes milliseconds (torch.compile would take tens of seconds per shape on a
 # Colab GPU, a poor trade in a notebook), needs static shapes (KVCache) and no host syncs (none).
-CUDA_GRAPHS = True  # set False to force eager imagination everywhere (to compare, or to debug)
-_GRAPH_FAILURE: list[str] = []  # the reason capture failed in this process, once it has
+IMAGINATION_GRAPHS = GraphPath("CUDA-graph imagination", "imagining eagerly instead (same results, slower on a GPU)",
+                               "CUDA graph of one step, static KV buffers (eager if capture fails)")
 _GRAPHS: "weakref.WeakKeyDictionary[TransformerDynamics, dict]" = weakref.WeakKeyDictionary()
-
-
-def _graphs_usable(device: torch.device) -> bool:
-    return CUDA_GRAPHS and not _GRAPH_FAILURE and device.type == "cuda"
-
-
-def _graphs_failed(err: Exception) -> None:
-    """Remember the failure (eager from now on, in this process) and warn once."""
-    graph_capture_failed(_GRAPH_FAILURE, err, "CUDA-graph imagination",
-                         "imagining eagerly instead (same results, slower on a GPU)")
 
 
 def imagination_backend(device: torch.device | str) -> str:
     """How Transformer imagination runs on `device`, in words, for the notebook's device line."""
-    return (graph_unavailable(device, CUDA_GRAPHS, _GRAPH_FAILURE)
-            or "CUDA graph of one step, static KV buffers (eager if capture fails)")
+    return IMAGINATION_GRAPHS.backend(device)
 
 
 class GraphedStep:
@@ -375,19 +359,8 @@ class GraphedStep:
 
     @staticmethod
     def capture(step, device) -> tuple:
-        """(graph, outputs): `step` recorded once; graph.replay() re-runs it into the same outputs."""
-        # warm up on a side stream first: lazy library setup (cuBLAS handles, kernel choice) must
-        # happen outside the capture (the pattern of the torch.cuda.graphs documentation)
-        side = torch.cuda.Stream(device=device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                step()
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = step()
-        return graph, out
+        """(graph, outputs): `step` recorded once, after two warm-up calls; graph.replay() re-runs it."""
+        return capture(step, device, warmup=2)
 
     def _step(self, dyn: TransformerDynamics) -> dict:
         head = dyn.step(self.cache, self.z, self.action)
@@ -412,29 +385,26 @@ class GraphedStep:
 # ----------------------------------------------------------------------------------------------
 # The world model
 # ----------------------------------------------------------------------------------------------
-@register_world_model
 class TransformerWorldModel(WorldModel):
     """CategoricalVAE + TransformerDynamics. Posterior q(z_t | o_t) is the encoder alone (STORM)."""
 
     kind = "transformer"
     rebuild_command = "re-run the notebook (Section 3 trains and saves it)"
 
-    def __init__(self, num_actions: int, tf_layers: int = 2, tf_dim: int = 128, tf_heads: int = 4,
-                 tf_dropout: float = 0.1, window: int = 32, **shared):
-        super().__init__(num_actions, **shared)
-        mc = self._model_config
-        self.dynamics = TransformerDynamics(
-            mc["latent_vars"], mc["latent_classes"], num_actions, tf_dim, tf_layers, tf_heads,
-            tf_dropout, window, mc["hidden"], mc["unimix"],
-        )
-        self._model_config.update(tf_layers=tf_layers, tf_dim=tf_dim, tf_heads=tf_heads,
-                                  tf_dropout=tf_dropout, window=window)
-
     @classmethod
-    def backbone_kwargs(cls, cfg) -> dict:
+    def config_from(cls, cfg, num_actions: int) -> dict:
         # the window in TOKENS: 2 per step, so exactly one training sequence of cfg.seq_len steps
-        return dict(tf_layers=cfg.tf_layers, tf_dim=cfg.tf_dim, tf_heads=cfg.tf_heads,
-                    tf_dropout=cfg.tf_dropout, window=2 * cfg.seq_len)
+        return super().config_from(cfg, num_actions) | dict(
+            tf_layers=cfg.tf_layers, tf_dim=cfg.tf_dim, tf_heads=cfg.tf_heads, tf_dropout=cfg.tf_dropout,
+            window=2 * cfg.seq_len)
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        c = self.config
+        self.dynamics = TransformerDynamics(
+            c["latent_vars"], c["latent_classes"], c["num_actions"], c["tf_dim"], c["tf_layers"], c["tf_heads"],
+            c["tf_dropout"], c["window"], c["hidden"], c["unimix"],
+        )
 
     def teacher_forced(self, obs, action, sample=True, generator=None) -> dict:
         post = self.vae.logits(obs)

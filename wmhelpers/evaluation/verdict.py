@@ -5,7 +5,7 @@ another machine (another CPU, a GPU, smoke mode) states what THAT run measured.
 
 Decision rules (one place, so the words always mean the same thing):
 - "leads" / "cannot be told apart": the seed-by-seed difference Transformer - RSSM at horizon h,
-  95 % t-interval over the training seeds (seeds.t_interval). If it excludes 0, the larger one
+  95 % t-interval over the training seeds (stats.interval). If it excludes 0, the larger one
   leads; otherwise the two cannot be told apart, however narrow one run's window CI is.
 - "beats" / "falls below" / "cannot be told apart from" a baseline: the same rule on the seed-by-
   seed margin model - baseline (latent-hold is each model's own; copy-last and context-mean are
@@ -22,8 +22,9 @@ import math
 
 import numpy as np
 
+from ..device import same_device
 from . import seeds as seedstats
-from .evaluate import paired_margin
+from .rollouts import paired_margin
 
 BASELINES = (("latent_hold", "latent-hold"), ("context_mean", "context-mean"), ("copy_last", "copy-last"))
 
@@ -53,12 +54,10 @@ def decide_facts(results: dict, histories: dict, cfg, seeds_doc: dict | None = N
     results/histories: this run's evaluate_rollouts output and training histories. seeds_doc: the
     seeds file (seeds.load_seeds) or None. The seeds file's spread is used only when its config
     equals this run's (seeds.config_differences); this run joins it as its own training seed."""
-    from .device import same_device
-
     horizons = [h for h in horizons if h <= len(results["horizons"])]
     differences = seedstats.config_differences(seeds_doc, cfg) if seeds_doc else ["no seeds file"]
     borrowed = seeds_doc if not differences else None
-    runs = seedstats.seed_runs(borrowed, seedstats.run_record(results, histories), cfg.train_seed)
+    runs = seedstats.seed_runs(borrowed, seedstats.seed_record(results, histories), cfg.train_seed)
     n = len(runs)
     facts = {"horizons": horizons, "models": [a, b], "n_seeds": n, "seeds": sorted(runs, key=int),
              "this_seed": str(cfg.train_seed),

@@ -18,43 +18,12 @@ import time
 
 import torch
 
-from .config import ExperimentConfig
-from .device import device_name, resolve_amp_dtype, sync
-
-__all__ = ["device_name", "train_step_ms", "recompute_imagine", "recompute_latents", "imagination_fps",
-           "observe_ms", "kv_cache_speed", "attention_cost_sweep", "run_benchmark"]
-
-
-def _seconds(fn, device) -> float:
-    """Wall time of one call, waiting for the device before and after (GPUs run asynchronously)."""
-    sync(device)
-    t = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t
-
-
-def _median_ms(fn, repeats: int, warmup: int, device) -> float:
-    for _ in range(warmup):
-        fn()
-    times = sorted(_seconds(fn, device) for _ in range(repeats))
-    return 1000 * times[len(times) // 2]
-
-
-def train_step_ms(model, batch: dict, cfg: ExperimentConfig | None = None, repeats: int = 10, warmup: int = 3,
-                  graphs: bool | None = None) -> tuple[float, str]:
-    """(median wall ms of one training step, its backend) on a fixed batch.
-
-    The step is the one training runs, `train_step.TrainStep` (loss, backward, clipping, Adam):
-    on CUDA a replayed CUDA graph unless graphs=False. Warm-up covers the graph's eager steps
-    and its capture, so only replays (or eager steps) are timed."""
-    from .train_step import WARMUP_STEPS, TrainStep
-
-    model.train()
-    step = TrainStep(model, cfg or ExperimentConfig(), graphs=graphs)
-    warm = max(warmup, WARMUP_STEPS + 1) if step.use_graph else warmup
-    ms = _median_ms(lambda: step(batch), repeats, warm, model.device)
-    return ms, step.backend
+from ..config import ExperimentConfig
+from ..data import cache_paths, load_or_collect
+from ..device import device_name, median_ms, resolve_amp_dtype, seconds
+from ..models.rssm import RSSMWorldModel
+from ..models.transformer import TransformerDynamics, TransformerWorldModel, imagination_backend
+from ..training.step import graphs_wanted, train_step_ms
 
 
 @torch.no_grad()
@@ -94,7 +63,7 @@ def observe_ms(model, obs: torch.Tensor, actions: torch.Tensor, repeats: int = 3
     """Median wall time of `observe` (encode the context, prefill the cache) for a batch."""
     model.eval()
     C = obs.shape[1]
-    return _median_ms(lambda: model.observe(obs, actions[:, : C - 1]), repeats, 1, obs.device)
+    return median_ms(lambda: model.observe(obs, actions[:, : C - 1]), repeats, 1, obs.device)
 
 
 @torch.no_grad()
@@ -112,7 +81,7 @@ def imagination_fps(model, obs: torch.Tensor, actions: torch.Tensor, horizon: in
         fn = lambda: model.imagine(state, fut)  # noqa: E731
     else:
         fn = lambda: recompute_latents(model, state["latents"], actions[:, : C - 1], fut)  # noqa: E731
-    ms = _median_ms(fn, repeats, 1, obs.device)
+    ms = median_ms(fn, repeats, 1, obs.device)
     return B * horizon / (ms / 1000)
 
 
@@ -131,8 +100,6 @@ def kv_cache_speed(model, obs: torch.Tensor, actions: torch.Tensor, horizon: int
     Returns {"cached_steps_per_s", "recompute_steps_per_s", "ratio" (cached / recompute),
     "exact" (cached latents == recomputed latents, bit for bit), "device", "backend", "horizon", "batch"}.
     """
-    from .transformer import imagination_backend
-
     was_training = model.training
     model.eval()
     device = model.device
@@ -147,8 +114,8 @@ def kv_cache_speed(model, obs: torch.Tensor, actions: torch.Tensor, horizon: int
     exact = torch.equal(cached(), recompute())  # warm-up calls, also the exactness check
     times = {"cached": [], "recompute": []}
     while not times["cached"] or time.perf_counter() - start < budget_s:
-        times["cached"].append(_seconds(cached, device))
-        times["recompute"].append(_seconds(recompute, device))
+        times["cached"].append(seconds(cached, device))
+        times["recompute"].append(seconds(recompute, device))
     model.train(was_training)
     rate = {k: B * horizon / sorted(v)[len(v) // 2] for k, v in times.items()}
     return {"cached_steps_per_s": rate["cached"], "recompute_steps_per_s": rate["recompute"],
@@ -158,8 +125,6 @@ def kv_cache_speed(model, obs: torch.Tensor, actions: torch.Tensor, horizon: int
 
 def _num_actions_of_cached_data(cfg: ExperimentConfig) -> int:
     """The action count recorded with the cached dataset of cfg (no frames are loaded)."""
-    from .data import cache_paths
-
     meta_path = cache_paths(cfg)[1]
     try:
         return int(json.loads(meta_path.read_text())["num_actions"])
@@ -179,9 +144,6 @@ def attention_cost_sweep(cfg: ExperimentConfig, seq_lens=None, batch: int = 8, r
     (img_step and prior head) over the same length, whose cost grows linearly but cannot run in
     parallel.
     """
-    from .rssm import RSSMWorldModel
-    from .transformer import TransformerDynamics
-
     seq_lens = tuple(cfg.sweep_seq_lens if seq_lens is None else seq_lens)
     A = num_actions if num_actions is not None else _num_actions_of_cached_data(cfg)
     device = torch.device(device) if device is not None else cfg.resolve_device()
@@ -212,19 +174,14 @@ def attention_cost_sweep(cfg: ExperimentConfig, seq_lens=None, batch: int = 8, r
 
         # two warm-up calls: the first call at a new shape pays one-time kernel setup (measured here:
         # 150 ms instead of ~20 ms for the first Transformer point with a single warm-up)
-        out["transformer_ms"].append(_median_ms(tf_step, repeats, warmup, device))
-        out["gru_ms"].append(_median_ms(gru_step, repeats, warmup, device))
+        out["transformer_ms"].append(median_ms(tf_step, repeats, warmup, device))
+        out["gru_ms"].append(median_ms(gru_step, repeats, warmup, device))
     return out
 
 
 def run_benchmark(cfg: ExperimentConfig | None = None, horizons=(10, 50, 200), sweep: bool = True,
                   progress: bool = True) -> dict:
     """Everything above in one run; returns a JSON-ready dict that names the device."""
-    from .data import load_or_collect
-    from .rssm import RSSMWorldModel
-    from .train_step import graphs_wanted
-    from .transformer import TransformerWorldModel, imagination_backend
-
     cfg = cfg or ExperimentConfig.from_env()
     device = cfg.resolve_device()
     data = load_or_collect(cfg, progress=progress, verbose=progress)
