@@ -1,4 +1,4 @@
-"""The training step (train_step.py): no host syncs, and a CUDA-graph path whose logic is checked
+"""The training step (training/step.py): no host syncs, and a CUDA-graph path whose logic is checked
 on the CPU with a stand-in for the capture (a real capture needs a GPU: see the CUDA-only test)."""
 
 from __future__ import annotations

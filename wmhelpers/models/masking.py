@@ -1,7 +1,7 @@
 """Which token may attend which: the causal sliding-window mask of the Transformer world model.
 
-Its own module because two readers need it: `transformer.py` (attention) and `plots.py` (the
-mask figure of Section 2), and neither should import the other for it.
+Its own module because two readers need it: `transformer.py` (attention) and
+`notebook_tools/plots.py` (the mask figure of Section 2), and neither should import the other for it.
 
 A query at token position q may attend a key at position k when
     0 <= q - k < window

@@ -76,7 +76,7 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
       "train": {term: [..]} (mean over the steps since the last record), "val": {term: [..]},
       "val_next_frame_mse": [..], "ms_per_step", "train_seconds",
       "device": "cpu: AMD EPYC, 2 threads" (device.device_name), "device_record": {type, name, threads},
-      "train_seed", "step_backend" (train_step.TrainStep.backend: "eager" or "CUDA graph"),
+      "train_seed", "step_backend" (step.TrainStep.backend: "eager" or "CUDA graph"),
     }
     Records are taken at step 0 (before any update), every cfg.log_every steps and at the end.
 
