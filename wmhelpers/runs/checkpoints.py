@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import RUN_ENVIRONMENT_FIELDS, ExperimentConfig
+from ..config import ExperimentConfig, fields_that_shape
 from ..data import EpisodeDataset
 from ..device import device_name, device_record
 from ..evaluation.wallclock import train_here
@@ -102,12 +102,13 @@ def checkpoint_mismatches(ckpt: dict, expect: ExperimentConfig | None = None, da
     exp = ckpt.get("experiment", {})
     mc = ckpt.get("model_config", {})
     if expect is not None:
-        # By exclusion: every field that can change the trained weights or their data is compared,
-        # including fields added after this code was written (config.RUN_ENVIRONMENT_FIELDS says why
-        # each skipped field cannot).
+        # By exclusion: every field that can change this kind's trained weights or their data is
+        # compared, including fields added after this code was written (config.RUN_ENVIRONMENT_FIELDS
+        # and config.BACKBONE_FIELDS say why each skipped field cannot).
         want = expect.to_dict()
+        shaping = fields_that_shape(ckpt.get("kind", ""))
         for k in sorted(set(want) | set(exp)):
-            if k in RUN_ENVIRONMENT_FIELDS:
+            if k in want and k not in shaping:
                 continue
             if k not in exp:
                 diffs.append(f"{k}: missing from the checkpoint (made by an older version) != expected {want[k]!r}")
