@@ -124,9 +124,18 @@ class RSSMWorldModel(WorldModel):
         C = obs.shape[1]
         if actions.shape[1] != C - 1:
             raise ValueError(f"observe needs {C - 1} actions between {C} context frames, got {actions.shape[1]}")
-        pad = torch.zeros_like(actions[:, :1])
+        pad = actions.new_zeros(actions.shape[0], 1)  # (also when the context is one frame)
         f = self._filter(obs, torch.cat([actions, pad], 1), False, None)
         return {"h": f["h"][:, -1], "latent": f["latent"][:, -1], "latents": f["latent"]}
+
+    def next_token_logits(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """h_{t+1} = GRU(h_t, [z_t, a_t]) from h_0 = 0 over the given latents; the prior read at each."""
+        h = self.initial(latents.shape[0])
+        priors = []
+        for t in range(latents.shape[1]):
+            h = self.img_step(h, latents[:, t], actions[:, t])
+            priors.append(self.prior(h))
+        return torch.stack(priors, 1)
 
     @torch.no_grad()
     def imagine(self, state: dict, actions: torch.Tensor, sample: bool = False,

@@ -436,3 +436,7 @@ class TransformerWorldModel(WorldModel):
         The state is left as it was, so one state can be imagined from many times."""
         pick = (lambda logits: self._pick(logits, True, generator)) if sample else None
         return self.dynamics.imagine(state["cache"], state["latent"], actions, pick)
+
+    def next_token_logits(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.dynamics(latents, actions)["next_logits"]
+

@@ -7,6 +7,7 @@ only its dynamics backbone through three methods:
                                           (next-latent logits, reward, continuation) along a real window
     observe(obs, actions)                 a state summarising a real context
     imagine(state, actions)               open-loop latents, rewards, continuations
+    next_token_logits(latents, actions)   the dynamics alone on given latents (Section 6)
 
 Everything else (the loss, decoding, the neutral one-step prediction, the config) is
 written once here, which is how the code guarantees that only the backbone differs.
@@ -83,6 +84,12 @@ class WorldModel(nn.Module):
 
     def imagine(self, state: dict, actions: torch.Tensor, sample: bool = False,
                 generator: torch.Generator | None = None) -> dict:
+        raise NotImplementedError
+
+    def next_token_logits(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The dynamics alone, teacher-forced on given latents [B, T, D] and actions [B, T]: the
+        logits [B, T, V, K] of z_{t+1} read after a_t, from z_<=t and a_<=t (no encoder, no decoder).
+        The memory experiment trains both backbones through this on tokens of one frozen VAE."""
         raise NotImplementedError
 
     # ---- shared -----------------------------------------------------------------------------------
