@@ -9,6 +9,9 @@ import wmhelpers.evaluation.wallclock as wallclock
 from wmhelpers.device import device_record, same_device
 
 HERE = device_record("cpu")
+# "another CPU" is built from this one so it can never be the host, whatever the host is
+# (a fixed name such as "Intel(R) Xeon(R) Processor" IS the host on some machines)
+OTHER_NAME = f"not-this-cpu ({HERE['name']})"
 
 
 def _history(record):
@@ -19,9 +22,23 @@ def _history(record):
 
 def test_same_device_compares_type_name_and_threads():
     assert same_device(HERE, dict(HERE))
-    assert not same_device(HERE, dict(HERE, name="Some Other CPU"))
+    assert not same_device(HERE, dict(HERE, name=OTHER_NAME))
     assert not same_device(HERE, dict(HERE, threads=HERE["threads"] + 1))
     assert not same_device(HERE, None)
+
+
+def test_same_device_tells_apart_cpus_sold_under_one_name():
+    amx = dict(HERE, isa="AVX512", avx2=True, avx512_bf16=True, amx=True)
+    no_amx = dict(amx, amx=False)
+    assert same_device(amx, dict(amx)) and not same_device(amx, no_amx)
+    assert not same_device(amx, dict(amx, isa="AVX2"))
+
+
+def test_an_old_record_without_cpu_features_is_compared_on_type_name_and_threads():
+    old = {k: HERE[k] for k in ("type", "name", "threads")}  # written before the features were recorded
+    assert same_device(old, HERE) and same_device(HERE, old)
+    assert not same_device(dict(old, threads=HERE["threads"] + 1), HERE)
+    assert not same_device(dict(old, name=OTHER_NAME), HERE)
 
 
 def test_a_run_from_this_device_keeps_its_measured_clock():
@@ -32,13 +49,13 @@ def test_a_run_from_this_device_keeps_its_measured_clock():
 
 
 def test_a_run_from_another_cpu_is_projected_and_labelled():
-    hist = _history(dict(HERE, name="Intel(R) Xeon(R) Processor"))
+    hist = _history(dict(HERE, name=OTHER_NAME))
     out, notes = wallclock.on_this_device({"RSSM": hist}, "cpu", lambda name: 250.0)
     got = out["RSSM"]
     assert got["wall_seconds"] == pytest.approx([0.0, 1.25, 2.5])  # steps x 250 ms measured here
     assert got["step"] == hist["step"] and got["val_next_frame_mse"] == hist["val_next_frame_mse"]
     assert "projected" in got["device"] and got["projected_from"]["ms_per_step"] == 400.0
-    assert len(notes) == 1 and "Intel(R) Xeon(R)" in notes[0] and "250 ms/step" in notes[0]
+    assert len(notes) == 1 and OTHER_NAME in notes[0] and "250 ms/step" in notes[0]
     assert hist["wall_seconds"] == [0.0, 2.0, 4.0]  # the checkpoint's own history is untouched
 
 
@@ -48,4 +65,4 @@ def test_on_a_gpu_a_foreign_checkpoint_is_retrained_here(monkeypatch):
     assert wallclock.train_here(_history(HERE), torch.device("cuda"))       # CPU-trained: retrain on the GPU
     assert not wallclock.train_here(_history(gpu), torch.device("cuda"))    # trained on this GPU kind: keep
     monkeypatch.setattr(wallclock, "device_record", device_record)
-    assert not wallclock.train_here(_history(dict(HERE, name="Other")), torch.device("cpu"))  # CPU: project
+    assert not wallclock.train_here(_history(dict(HERE, name=OTHER_NAME)), torch.device("cpu"))  # CPU: project

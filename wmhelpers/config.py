@@ -182,19 +182,26 @@ class ExperimentConfig:
         return self.latent_vars * self.latent_classes
 
     def resolve_device(self) -> torch.device:
+        """device="auto": CUDA, then MPS if it passed its self-check (one training step and one
+        imagination step, finite and close to the CPU's: device.mps_refusal; a refusal is printed
+        once and shown on the device line), then the CPU. Any other value is used as given."""
         if self.device != "auto":
             return torch.device(self.device)
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
+            from .device import mps_refusal
+
+            if mps_refusal() is None:
+                return torch.device("mps")
         return torch.device("cpu")
 
-    def resolve_amp_dtype(self, device: torch.device | str | None = None) -> torch.dtype | None:
-        """The autocast dtype for the conv parts on `device` (see device.resolve_amp_dtype)."""
+    def resolve_amp_dtype(self, device: torch.device | str | None = None, timer=None) -> torch.dtype | None:
+        """The autocast dtype for the conv parts on `device` (see device.resolve_amp_dtype: amp="auto"
+        on a CPU with AMX / AVX-512 BF16 is measured once, with `timer` or the registered one)."""
         from .device import resolve_amp_dtype
 
-        return resolve_amp_dtype(self.amp, device if device is not None else self.resolve_device())
+        return resolve_amp_dtype(self.amp, device if device is not None else self.resolve_device(), timer)
 
 
 # Fields that size ONE backbone. A checkpoint of one kind is compared on every field except the run

@@ -9,21 +9,32 @@ on a shared, noisy machine; never assert a time in a unit test).
     attention-cost sweep: dynamics-only training step vs sequence length, Transformer vs GRU
 
 Every result names its device (`device.device_name`): a time means nothing without it.
+
+It also supplies the evidence for two decisions device.py makes but cannot measure itself (a leaf
+module: it cannot build a model): `precision_step_ms` times a training step in fp32 and in bf16
+for amp="auto", and `mps_self_check` compares a training step and an imagination step on MPS with
+the CPU's. Both are registered with device.py when this module is imported (the package's
+__init__ imports it).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
+from unittest import mock
 
 import torch
 
 from ..config import ExperimentConfig
 from ..data import cache_paths, load_or_collect
-from ..device import device_name, median_ms, resolve_amp_dtype, seconds
+from ..device import device_name, median_ms, resolve_amp_dtype, seconds, set_mps_check, set_precision_timer
+from ..models import latent
 from ..models.rssm import RSSMWorldModel
 from ..models.transformer import TransformerDynamics, TransformerWorldModel, imagination_backend
-from ..training.step import graphs_wanted, train_step_ms
+from ..training.step import TrainStep, graphs_wanted, train_step_ms
+
+BOXING_ACTIONS = 18  # the action count of Atari Boxing: sizes one embedding of the timed model
 
 
 @torch.no_grad()
@@ -224,3 +235,86 @@ def run_benchmark(cfg: ExperimentConfig | None = None, horizons=(10, 50, 200), s
     if sweep:
         res["attention_cost"] = attention_cost_sweep(cfg, device=device, num_actions=data.num_actions)
     return json.loads(json.dumps(res))  # plain JSON types (int keys become strings)
+
+
+# ---- evidence for device.py's decisions --------------------------------------------------------------
+def synthetic_batch(cfg: ExperimentConfig, num_actions: int, batch: int, seq_len: int, seed: int = 0) -> dict:
+    """A fixed batch shaped like EpisodeDataset.sample's (frames in [0, 1], actions, rewards, cont)."""
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": torch.rand(batch, seq_len, 3, cfg.frame_size, cfg.frame_size, generator=g),
+            "action": torch.randint(num_actions, (batch, seq_len), generator=g),
+            "reward": torch.randint(-1, 2, (batch, seq_len), generator=g).float(),
+            "cont": torch.ones(batch, seq_len)}
+
+
+def precision_step_ms(amp: str, device, cfg: ExperimentConfig | None = None, num_actions: int = BOXING_ACTIONS,
+                      warmup: int = 2, repeats: int = 3) -> float:
+    """Median wall ms of one Transformer training step (`TrainStep`: loss, backward, clipping, Adam)
+    with amp "off" (fp32) or "bf16", on `device`: the experiment's model size, batch and sequence
+    length (cfg, default ExperimentConfig()) on a fixed synthetic batch, `warmup` untimed steps and
+    `repeats` timed ones. The timer behind amp="auto" on a CPU (device.precision_choice), which
+    calls it once per precision; a few seconds on a CPU. A throwaway model: nothing it does is kept."""
+    cfg = (cfg or ExperimentConfig()).replace(amp=amp, device=str(torch.device(device)))
+    with torch.inference_mode(False), torch.enable_grad():
+        model = TransformerWorldModel.from_config(cfg, num_actions, device=device)
+        batch = {k: v.to(device) for k, v in synthetic_batch(cfg, num_actions, cfg.batch_size, cfg.seq_len).items()}
+        ms, _ = train_step_ms(model, batch, cfg, repeats=repeats, warmup=warmup, graphs=False)
+    return ms
+
+
+def _mode_sample(logits: torch.Tensor, generator=None) -> torch.Tensor:
+    return latent.mode_one_hot(logits)
+
+
+def _step_results(model, cfg: ExperimentConfig, batch: dict, context: int) -> dict:
+    """One training step and one imagination step of `model`, as CPU tensors to compare."""
+    b = {k: v.to(model.device) for k, v in batch.items()}
+    model.train()
+    before = TrainStep(model, cfg, graphs=False)(b)  # the loss terms of the step, then Adam updates
+    with torch.no_grad():
+        after = torch.stack(list(model.loss_terms(b)[1].values()))
+    model.eval()
+    state = model.observe(b["obs"][:, :context], b["action"][:, : context - 1])
+    imagined = model.imagine(state, b["action"][:, context - 1 : context])  # one imagined step (the mode)
+    return {"train_terms": before.cpu(), "terms_after_step": after.cpu(),
+            "imagined_logits": imagined["next_logits"].float().cpu(), "imagined_reward": imagined["reward"].cpu(),
+            "imagined_latent": imagined["latent"].cpu()}
+
+
+def mps_self_check(device="mps", reference="cpu", rtol: float = 1e-3, atol: float = 1e-4) -> str | None:
+    """None when `device` gives finite results close to `reference`'s for one training step and one
+    imagination step of the experiment's Transformer world model (same initial weights, a fixed
+    synthetic batch of 2 x 8 frames), else why not, in words. What device.mps_refusal runs before
+    config.resolve_device picks MPS.
+
+    The step is made deterministic so the two devices can be compared: dropout off, and the latent
+    "samples" are the mode (the two devices' random streams differ). The global RNG is left as it was."""
+    cfg = ExperimentConfig(device=str(reference), amp="off", tf_dropout=0.0)
+    context = 4
+    batch = synthetic_batch(cfg, BOXING_ACTIONS, 2, 8)
+    got = {}
+    with torch.random.fork_rng(devices=[]), mock.patch.object(latent, "sample_one_hot", _mode_sample), \
+            torch.inference_mode(False), torch.enable_grad():
+        ref = TransformerWorldModel.from_config(cfg, BOXING_ACTIONS, device=reference)
+        other = copy.deepcopy(ref).to(device)
+        for name, model in (("reference", ref), ("device", other)):
+            got[name] = _step_results(model, cfg, batch, context)
+    where = torch.device(device).type
+    for key, value in got["device"].items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            return f"{key.replace('_', ' ')} is not finite on {where}"
+    for key, value in got["device"].items():
+        want = got["reference"][key]
+        if key == "imagined_latent":  # one-hot per variable: the share of variables whose class agrees
+            classes = value.shape[:-1] + (cfg.latent_vars, cfg.latent_classes)
+            agree = (value.view(classes).argmax(-1) == want.view(classes).argmax(-1)).float().mean().item()
+            if agree < 0.98:
+                return f"the imagined latent differs from the CPU's (only {agree:.0%} of its variables agree)"
+        elif not torch.allclose(value, want, rtol=rtol, atol=atol):
+            worst = (value - want).abs().max().item()
+            return f"{key.replace('_', ' ')} differs from the CPU's by up to {worst:.3g}"
+    return None
+
+
+set_precision_timer(precision_step_ms)
+set_mps_check(mps_self_check)
