@@ -139,3 +139,37 @@ def test_causal_mask_figure_uses_the_mask():
     fig = plots.causal_mask(steps=3)
     shown = fig.axes[0].images[0].get_array()
     assert shown.shape == (6, 6) and shown[0, 1] == 0 and shown[5, 0] == 1
+
+
+def test_efficiency_legends_under_the_axes_one_label_per_log_tick_and_thread_words():
+    hists = {"RSSM": _history("cpu: Test CPU, 1 threads", ms=400), "Transformer": _history()}
+    fig = plots.efficiency(hists, time_scale={"RSSM": 0.25}, projected_on="cpu: Test CPU, 1 threads")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    time_loss, step_loss, time_mse, step_mse = fig.axes
+    assert time_loss.get_legend() is None and step_loss.get_legend() is None
+    for ax in (time_mse, step_mse):  # one legend per column, wholly under the bottom axes
+        leg = ax.get_legend()
+        assert leg is not None
+        assert leg.get_window_extent(renderer).y1 < ax.get_window_extent(renderer).y0
+    labels = [t.get_text() for ax in (time_mse, step_mse) for t in ax.get_legend().get_texts()]
+    assert "RSSM, projected: 250 ms/step on cpu: Test CPU, 1 thread" in labels
+    assert "RSSM (trained on cpu: Test CPU, 1 thread)" in labels and not any("1 threads" in s for s in labels)
+    for ax in fig.axes:  # a log axis: one plain label per visible tick, no minor labels
+        lo, hi = ax.get_ylim()
+        shown = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and lo <= t.get_position()[1] <= hi]
+        assert len(shown) >= 2 and len(shown) == len(set(shown))
+        assert all("times" not in s and "^" not in s for s in shown)
+        assert not any(t.get_text() for t in ax.get_yticklabels(minor=True))
+    assert plots.threads_words("cpu: X, 1 threads") == "cpu: X, 1 thread"
+    assert plots.threads_words("cpu: X, 11 threads") == "cpu: X, 11 threads"
+
+
+def test_every_figure_fits_a_1000_px_page():
+    res = _results()
+    figs = [plots.psnr_vs_horizon(res), plots.efficiency({"Transformer": _history()}),
+            plots.training_curves({"Transformer": _history()})]
+    assert all(f.get_figwidth() * f.dpi <= 1000 + 1e-9 for f in figs)

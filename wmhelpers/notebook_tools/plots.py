@@ -8,9 +8,12 @@ poses a question about are returned by a sibling function (`loss_trend`,
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..models.masking import attention_mask
 
@@ -33,7 +36,8 @@ def _img(x: torch.Tensor) -> np.ndarray:
 def show_frames(frames: torch.Tensor, titles=None, title: str | None = None) -> Figure:
     """A row of frames [N, 3, H, W]."""
     n = len(frames)
-    fig, axes = _figure(1.6 * n, 1.9, ncols=n)
+    w = min(10.0, 1.6 * n)  # 10 in: a 1000 px page; more frames get smaller
+    fig, axes = _figure(w, 0.3 + 1.6 * w / (1.6 * n), ncols=n)
     for i, ax in enumerate(axes[0]):
         ax.imshow(_img(frames[i]), interpolation="nearest")
         ax.set_axis_off()
@@ -47,7 +51,8 @@ def show_frames(frames: torch.Tensor, titles=None, title: str | None = None) -> 
 def reconstructions(truth: torch.Tensor, recon: torch.Tensor, title: str = "validation frames") -> Figure:
     """Two rows: true frames, and the autoencoder's reconstructions of them."""
     n = len(truth)
-    fig, axes = _figure(1.5 * n, 3.3, ncols=n, nrows=2)
+    w = min(10.0, 1.5 * n)
+    fig, axes = _figure(w, 0.3 + 3.0 * w / (1.5 * n), ncols=n, nrows=2)
     for i in range(n):
         for row, (x, label) in enumerate(((truth, "true"), (recon, "decoded token"))):
             axes[row, i].imshow(_img(x[i]), interpolation="nearest")
@@ -98,7 +103,7 @@ def training_curves(histories: dict, terms=("dyn_loss", "reward_loss", "recon_lo
     windows); drawn as a grey reference line, since a reward head is only useful below it.
     """
     terms = [(t, None) if isinstance(t, str) else tuple(t)[:2] for t in terms]
-    fig, axes = _figure(3.4 * len(terms), 3.4, ncols=len(terms))
+    fig, axes = _figure(min(10.0, 3.4 * len(terms)), 3.4, ncols=len(terms))  # 10 in: a 1000 px page
     for ax, (term, title) in zip(axes[0], terms):
         default_title, ylabel, log = LOSS_AXES.get(term, (term, "loss", False))
         for name, h in histories.items():
@@ -202,7 +207,7 @@ def psnr_vs_horizon(results: dict, metrics=("whole", "changed"), show_sampled: b
     (squares), nudged left/right of each step so the two models' bars do not overlap.
     """
     titles = {"whole": "whole-frame PSNR", "changed": "changed-pixel PSNR (where things move)"}
-    fig, axes = _figure(5.0 * len(metrics), 4.4, ncols=len(metrics))
+    fig, axes = _figure(min(10.0, 5.0 * len(metrics)), 4.4, ncols=len(metrics))
     x = np.asarray(results["horizons"])
     for ax, metric in zip(axes[0], metrics):
         for k, (name, curves) in enumerate(results["models"].items()):
@@ -243,12 +248,79 @@ def psnr_caption(show_sampled: bool = True, seeds: dict | None = None) -> str:
     return "; ".join(parts) + ". Blue: RSSM; orange: Transformer."
 
 
+def gap_vs_horizon(runs: dict, a: str = "RSSM", b: str = "Transformer", this_seed=None,
+                   metrics=("whole", "changed")) -> Figure:
+    """The gap the verdict is about, b - a (default Transformer - RSSM) of the mode-rollout PSNR per
+    imagined step, one panel per metric (whole frame, changed pixels). Each training seed is a faint
+    line (this_seed, when given, dashed and named); the mean over seeds is bold, with error bars and
+    a band for its 95 % t-interval over seeds; the zero line is "no difference". The y-axis is in dB
+    and zoomed to the differences (always including 0), so gaps of 0.1-0.3 dB are visible; above 0:
+    b imagines better. The numbers: evaluation.gaps.gap_data(runs, a, b)."""
+    from ..evaluation.gaps import METRIC_WORDS, gap_data
+
+    data = gap_data(runs, a, b, metrics=metrics)
+    color = MODEL_COLORS.get(b, "tab:orange")
+    fig, axes = _figure(min(10.0, 5.0 * len(metrics)), 3.9, ncols=len(metrics))
+    mine = None if this_seed is None else str(this_seed)
+    for ax, metric in zip(axes[0], metrics):
+        d = data[metric]
+        x = np.asarray(d["horizons"])
+        mean, ci = np.asarray(d["mean"], dtype=float), np.asarray(d["ci"], dtype=float)
+        ax.axhline(0, color="k", lw=1.2, label="0: no difference")
+        for seed, row in zip(d["seeds"], d["per_seed"]):
+            if seed == mine:
+                ax.plot(x, row, color="0.25", lw=1.2, ls="--", alpha=0.9, label=f"seed {seed} (this run)")
+            else:  # one legend entry for all of them: _legend_below keeps the first of a label
+                ax.plot(x, row, color="0.45", lw=0.9, alpha=0.45, label="each training seed")
+        n = d["n"]
+        if n > 1:
+            ax.fill_between(x, mean - ci, mean + ci, color=color, alpha=0.18, lw=0)
+            ax.errorbar(x, mean, yerr=ci, color=color, lw=2.2, marker="o", ms=4, capsize=3,
+                        label=f"mean over {n} seeds, 95 % t-interval")
+        else:
+            ax.plot(x, mean, color=color, lw=2.2, marker="o", ms=4, label="the one seed (no interval)")
+        lo = np.nanmin(np.concatenate([d["per_seed"].ravel(), mean - np.nan_to_num(ci), [0.0]]))
+        hi = np.nanmax(np.concatenate([d["per_seed"].ravel(), mean + np.nan_to_num(ci), [0.0]]))
+        pad = max(0.08 * (hi - lo), 0.02)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xticks(x)
+        ax.set_xlabel("imagined step (horizon)", fontsize=9)
+        ax.set_ylabel(f"{b} − {a} PSNR (dB)", fontsize=9)
+        ax.set_title(f"{METRIC_WORDS.get(metric, metric)}: above 0, {b} imagines better", fontsize=10)
+        ax.grid(alpha=0.3)
+    _legend_below(fig, axes[0, 0], ncols=4)
+    return fig
+
+
+def threads_words(text: str) -> str:
+    """"1 threads" -> "1 thread" in a device name (records written before the fix say "1 threads")."""
+    return re.sub(r"\b1 threads\b", "1 thread", str(text))
+
+
 def _device_label(history: dict) -> str:
-    """What a history's wall clock was measured on, e.g. "cpu: AMD EPYC, 2 threads"."""
+    """What a history's wall clock was measured on, e.g. "cpu: AMD EPYC, 2 threads" ("1 thread")."""
     device = history.get("device", "unknown device")
     if isinstance(device, dict):  # a device record {type, name, threads}
         device = f"{device.get('type')}: {device.get('name')}"
-    return str(device)
+    return threads_words(device)
+
+
+def _plain_log_ticks(ax, axis: str = "y") -> None:
+    """One plain-number label per tick on a log axis (30, 40 or 0.002, 0.003, not 3×10¹ and a
+    second, minor label set): ticks at 1, 2, 5 × 10^k, or every integer (then half-integer)
+    multiple when the axis spans too little of a decade for at least 3 of them."""
+    lim = sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    if lim[0] <= 0:
+        return
+    for subs in ((1.0, 2.0, 5.0), tuple(range(1, 10)), tuple(np.arange(1.0, 10.0, 0.5))):
+        locator = LogLocator(base=10, subs=subs)
+        ticks = [t for t in locator.tick_values(*lim) if lim[0] <= t <= lim[1]]
+        if len(ticks) >= 3:
+            break
+    target.set_major_locator(locator)
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
 
 
 # The two validation metrics of Section 5: (history key, y-axis label)
@@ -293,7 +365,7 @@ def efficiency(histories: dict, time_scale: dict | None = None, projected_on: st
             trained_on = _device_label(h.get("projected_from", h))
             if name in time_scale:
                 spp = float(time_scale[name])
-                where = f" on {projected_on}" if projected_on else ""
+                where = f" on {threads_words(projected_on)}" if projected_on else ""
                 axes[row, 0].plot(steps * spp, y, color=c, ls="--", marker=".",
                                   label=f"{name}, projected: {1000 * spp:.0f} ms/step{where}")
             elif "projected_from" in h:  # already placed on this device's time axis (wallclock.project)
@@ -307,11 +379,21 @@ def efficiency(histories: dict, time_scale: dict | None = None, projected_on: st
         for col, xlabel in enumerate(("training wall-clock (s, validation excluded)", "gradient step")):
             ax = axes[row, col]
             ax.set_yscale("log")
-            ax.set_xlabel(xlabel)
+            ax.set_xlabel(xlabel, fontsize=9)
             ax.set_ylabel(ylabel, fontsize=8)
             ax.grid(alpha=0.3, which="both")
             if ax.lines:
-                ax.legend(fontsize=8, loc="best")  # "best": the spot with the fewest points under it
+                _plain_log_ticks(ax)
+    for col in range(2):  # one legend per column, under it: never over a point (both rows share the labels)
+        handles, labels = [], []
+        for ax in axes[:, col]:
+            for h, label in zip(*ax.get_legend_handles_labels()):
+                if label not in labels:
+                    handles.append(h)
+                    labels.append(label)
+        if handles:
+            axes[1, col].legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                                ncols=1, frameon=False)
     axes[0, 0].set_title("same budget, vs time", fontsize=10)
     axes[0, 1].set_title("same budget, vs gradient step", fontsize=10)
     return fig
@@ -384,7 +466,7 @@ def attention_cost(sweep: dict) -> Figure:
     ax.set_yscale("log")
     ax.set_xlabel("sequence length (time steps; the Transformer sees 2 tokens per step)")
     ax.set_ylabel("ms per dynamics training step")
-    ax.set_title(f"dynamics only, batch {sweep['batch']}, {sweep['device']}", fontsize=9)
+    ax.set_title(f"dynamics only, batch {sweep['batch']}, {threads_words(sweep['device'])}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return fig

@@ -1,0 +1,82 @@
+"""Tables as tables: HTML in Jupyter, plain text no wider than a 1000 px page under print()."""
+
+from __future__ import annotations
+
+import math
+
+from wmhelpers.evaluation import tables
+
+H = 10
+
+
+def _curve(base, slope=-0.2, capped=None):
+    mean = [base + slope * h for h in range(H)]
+    return {"whole": {"mean": mean, "ci": [0.1] * H, "capped": capped or [0] * H},
+            "changed": {"mean": [m - 10 for m in mean], "ci": [0.1] * H, "capped": [0] * H}}
+
+
+def _results():
+    models = {name: {c: _curve(base) for c in ("mode", "sampled", "latent_hold", "recon_ceiling", "teacher_forced")}
+              for name, base in (("RSSM", 28.0), ("Transformer", 27.5))}
+    return {"horizons": list(range(1, H + 1)), "models": models,
+            "baselines": {"copy_last": _curve(26.0, capped=[2] + [0] * (H - 1)), "context_mean": _curve(25.0)}}
+
+
+def _runs():
+    models = (("RSSM", 28), ("Transformer", 27.8))
+    return {s: {"models": {n: {"psnr": {"mode": _curve(b + 0.1 * int(s))}} for n, b in models}}
+            for s in ("0", "1", "2", "3", "4")}
+
+
+def _width(text):
+    return max(len(line) for line in text.splitlines())
+
+
+def test_table_renders_html_and_text():
+    t = tables.Table(["name", "x", "y"], [["a", 1.234, 5], None, ["b", math.nan, "w"]], title="T", caption="c",
+                     groups=[("", 1), ("both", 2)])
+    text = str(t)
+    lines = text.splitlines()
+    assert lines[0] == "T" and "both" in lines[1] and lines[2].split() == ["name", "x", "y"]
+    assert "1.23" in text and "n/a" in text and lines[-1] == "c"
+    assert sum(set(line) == {"-"} for line in lines) == 2  # under the header and the rule
+    html = t._repr_html_()
+    assert html.count("<table") == 1 and 'colspan="2"' in html and "border-top" in html
+    assert "text-align:right\">1.23</td>" in html and "text-align:left\">a</td>" in html
+
+    class P:
+        def text(self, s):
+            self.s = s
+
+    p = P()
+    t._repr_pretty_(p, False)
+    assert p.s == text
+
+
+def test_psnr_table_has_the_content_of_format_table():
+    res = _results()
+    t = tables.psnr_table(res)
+    text, old = str(t), tables.format_table(res)
+    assert _width(text) <= tables.TEXT_WIDTH
+    hs = (1, 3, 5, 10)
+    for row in tables.headline_table(res, hs, "whole") + tables.headline_table(res, hs, "changed"):
+        assert row["name"] in text and f"{row['h10']:.2f}" in text and f"{row['h10']:.2f}" in old
+    assert "copy-last whole h=1: 2" in text and "copy-last whole h=1: 2" in old
+    assert t.rows[0][:2] == ["RSSM mode", 28.0] and len(t.columns) == 9
+    assert "<table" in t._repr_html_()
+
+
+def test_seed_table_rows_means_and_width():
+    runs = _runs()
+    t = tables.seed_table(runs, this_seed=0, shipped=runs["0"])
+    text = str(t)
+    assert _width(text) <= tables.TEXT_WIDTH
+    labels = [r[0] for r in t.rows if r is not None]
+    assert labels[:4] == ["0 (this run)", "0 (this run)", "0 (shipped)", "0 (shipped)"]
+    mean = [r for r in t.rows if r is not None and r[:2] == ["mean", "RSSM"]][0]
+    assert abs(mean[2] - 28.2) < 1e-9  # the mean of 28.0 .. 28.4: the shipped rows are not in it
+    half = [r for r in t.rows if r is not None and r[:2] == ["± (95 % t)", "RSSM"]][0]
+    assert abs(half[2] - 2.776445 * math.sqrt(0.025) / math.sqrt(5)) < 1e-5  # sd of 0,.1,..,.4 = sqrt(0.025)
+    assert "5 training seeds" in t.caption and "not in the mean" in t.caption
+    assert "<table" in t._repr_html_() and "0 (shipped)" in t._repr_html_()
+    assert "mean" not in [r[0] for r in tables.seed_table({"0": runs["0"]}).rows if r is not None]

@@ -1,0 +1,93 @@
+"""The gap between the two world models, seed by seed: the numbers behind the gap figure
+(plots.gap_vs_horizon) and the per-seed difference table the verdict is decided from.
+
+A gap is b - a (by default Transformer - RSSM) of the per-horizon mean PSNR of each model's mode
+rollouts, computed within each training seed (the two models of one seed share the data, the
+windows and the seed), then summarised over seeds with the one t-interval of stats.interval:
+mean ± t_{0.975, n-1} · sd / sqrt(n). Positive: b imagines better.
+
+Input: the "runs" dict of the seeds file (seeds.seed_runs), {seed: {"models": {name: {"psnr":
+{curve: {metric: {"mean": [H]}}}}}}}. Nothing here reads files or trains.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .seeds import per_seed, spread
+from .stats import t_multiplier
+
+METRICS = ("whole", "changed")
+METRIC_WORDS = {"whole": "whole frame", "changed": "changed pixels"}
+TIE = "cannot be told apart"
+
+
+def _seed_key(seed):
+    s = str(seed)
+    return (0, int(s), s) if s.lstrip("-").isdigit() else (1, 0, s)
+
+
+def sorted_runs(runs: dict) -> dict:
+    """The runs in seed order (0, 1, 2, ... numerically), so rows and lines follow the seeds."""
+    return {s: runs[s] for s in sorted(runs, key=_seed_key)}
+
+
+def gap_data(runs: dict, a: str = "RSSM", b: str = "Transformer", curve: str = "mode",
+             metrics=METRICS) -> dict:
+    """Per metric, b - a of each seed's mean PSNR over horizons 1..H and its spread over seeds:
+
+        {metric: {"per_seed": array [n, H] (row i: seeds[i]), "mean": [H], "ci": [H] (half-width of
+                  the 95 % t-interval over seeds; NaN with one seed), "sd": [H], "n": n,
+                  "seeds": [seed, ...], "horizons": [1..H]}}
+    """
+    runs = sorted_runs(runs)
+    out = {}
+    for metric in metrics:
+        x = per_seed(runs, (b, curve), (a, curve), metric)
+        s = spread(runs, (b, curve), (a, curve), metric)
+        out[metric] = {"per_seed": x, "mean": s["mean"], "ci": s["ci"], "sd": s["sd"], "n": s["n"],
+                       "seeds": list(runs), "horizons": list(range(1, x.shape[1] + 1))}
+    return out
+
+
+def _default_decide():
+    from .verdict import _decide  # the verdict's own rule; imported here, read-only
+
+    return _decide
+
+
+def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizons=(1, 10),
+                     metrics=METRICS, curve: str = "mode", decide=None) -> dict:
+    """The arithmetic of the verdict, one column per (metric, horizon): each seed's b - a, then
+    mean, sd, n, the t multiplier t_{0.975, n-1}, the half-width t · sd / sqrt(n), the interval
+    [lo, hi] = mean ± half-width and the verdict word.
+
+    decide(mean, half_width, pos, neg, tie) -> word: the rule that turns an interval into a word;
+    by default the verdict's own (verdict._decide): an interval wholly above 0 -> "<b> leads",
+    wholly below -> "<a> leads", containing 0 (or NaN with one seed) -> "cannot be told apart".
+
+    Returns {"a", "b", "seeds": [...], "columns": [(metric, h), ...], "diff": {seed: [per column]},
+             "mean", "sd", "n", "t", "half", "lo", "hi", "verdict": [per column]}.
+    """
+    decide = decide or _default_decide()
+    data = gap_data(runs, a, b, curve, metrics)
+    H = len(next(iter(data.values()))["horizons"]) if data else 0
+    columns = [(m, h) for m in metrics for h in horizons if h <= H]
+    seeds = next(iter(data.values()))["seeds"] if data else []
+    out = {"a": a, "b": b, "seeds": seeds, "columns": columns,
+           "diff": {s: [float(data[m]["per_seed"][i, h - 1]) for m, h in columns] for i, s in enumerate(seeds)}}
+    for key in ("mean", "sd", "half", "t", "n", "lo", "hi", "verdict"):
+        out[key] = []
+    for m, h in columns:
+        d = data[m]
+        n = int(np.sum(~np.isnan(d["per_seed"][:, h - 1])))
+        mean, sd, half = float(d["mean"][h - 1]), float(d["sd"][h - 1]), float(d["ci"][h - 1])
+        out["mean"].append(mean)
+        out["sd"].append(sd)
+        out["n"].append(n)
+        out["t"].append(float(t_multiplier(n)))
+        out["half"].append(half)
+        out["lo"].append(mean - half)
+        out["hi"].append(mean + half)
+        out["verdict"].append(decide(mean, half, f"{b} leads", f"{a} leads", TIE))
+    return out
