@@ -27,6 +27,7 @@ import torch
 from ..config import ExperimentConfig
 from ..progress import progress_bar
 from .psnr import PSNR_CAP_DB, changed_mask, frame_mse, masked_mse, mse_to_psnr
+from .reward import reward_event_metrics
 from .stats import summarize, summarize_psnr
 
 
@@ -76,14 +77,16 @@ def windows_digest(windows: dict) -> str:
 
 
 def _batches(windows: dict, chunk: int, device):
-    """The windows in chunks of `chunk`, on `device`: (obs [B, C+H, 3, 64, 64], action [B, C+H])."""
+    """The windows in chunks of `chunk`, on `device`: (obs [B, C+H, 3, 64, 64], action [B, C+H],
+    reward [B, C+H] left on the CPU)."""
     for i in range(0, len(windows["obs"]), chunk):
-        yield windows["obs"][i : i + chunk].to(device), windows["action"][i : i + chunk].to(device)
+        yield (windows["obs"][i : i + chunk].to(device), windows["action"][i : i + chunk].to(device),
+               windows["reward"][i : i + chunk])
 
 
 class _Consumed:
     """A model as the evaluator sees it: every tensor handed to observe / imagine / encode /
-    predict_next is hashed on its way in. Comparing these digests between models checks what each
+    one_step is hashed on its way in. Comparing these digests between models checks what each
     model actually consumed, not the shared window tensors they were cut from (which are equal
     by construction, so a check on them could never fail)."""
 
@@ -106,9 +109,9 @@ class _Consumed:
         self._hash(obs, *([] if actions is None else [actions]))
         return self.model.encode(obs, actions)
 
-    def predict_next(self, obs, actions):
+    def one_step(self, obs, actions):
         self._hash(obs, actions)
-        return self.model.predict_next(obs, actions)
+        return self.model.one_step(obs, actions)
 
     def decode(self, latents):
         return self.model.decode(latents)
@@ -136,6 +139,7 @@ def evaluate_rollouts(models: dict, val, cfg: ExperimentConfig, chunk: int = 32,
      "models": {name: {"mode" | "sampled" | "latent_hold" | "recon_ceiling" | "teacher_forced":
                         {"whole": {"mean", "ci", "n", "psnr_of_mean_mse", "capped"}, "changed": {...}}}},
      "baselines": {"copy_last" | "context_mean": {...}},
+     "reward": {name: reward.reward_event_metrics of the teacher-forced reward head on every window step},
      "raw": {(name, curve): {"whole": array [N, H], "changed": array [N, H]}}}   # for paired tests
     Every list in a summary has one value per horizon step. "ci" is the 95 % t-interval
     half-width over windows; "capped" counts windows at PSNR_CAP_DB. Mode (argmax) latents are
@@ -147,6 +151,7 @@ def evaluate_rollouts(models: dict, val, cfg: ExperimentConfig, chunk: int = 32,
     N = len(windows["obs"])
     raw: dict = {}
     consumed: dict[str, str] = {}
+    reward_scores: dict[str, dict] = {}
 
     def add(key, s):
         slot = raw.setdefault(key, {})
@@ -156,7 +161,7 @@ def evaluate_rollouts(models: dict, val, cfg: ExperimentConfig, chunk: int = 32,
     bar = progress_bar(total=N * (len(models) + 1), desc="evaluating rollouts", disable=not progress)
     changed = 0.0
     # model-free baselines
-    for obs, _ in _batches(windows, chunk, "cpu"):
+    for obs, _, _ in _batches(windows, chunk, "cpu"):
         target, last = obs[:, C : C + H], obs[:, C - 1 : C]
         mask = changed_mask(target, last, cfg.changed_threshold)
         changed += float(mask.float().sum())
@@ -170,7 +175,8 @@ def evaluate_rollouts(models: dict, val, cfg: ExperimentConfig, chunk: int = 32,
         # draws for every model and every training seed
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
         seen = _Consumed(model)
-        for obs, act in _batches(windows, chunk, device):
+        rewards = {"pred": [], "true": []}
+        for obs, act, rew in _batches(windows, chunk, device):
             target, last = obs[:, C : C + H], obs[:, C - 1 : C]
             mask = changed_mask(target, last, cfg.changed_threshold)
             out = rollout(seen, obs, act, cfg)
@@ -181,10 +187,15 @@ def evaluate_rollouts(models: dict, val, cfg: ExperimentConfig, chunk: int = 32,
             add((name, "sampled"), _scores(samples, target, mask))
             posterior = seen.encode(obs[:, : C + H], act[:, : C + H - 1])
             add((name, "recon_ceiling"), _scores(seen.decode(posterior[:, C:]), target, mask))
-            one_step = seen.decode(seen.predict_next(obs[:, : C + H], act[:, : C + H]))  # frames 1..C+H-1
-            add((name, "teacher_forced"), _scores(one_step[:, C - 1 :], target, mask))
+            one_step = seen.one_step(obs[:, : C + H], act[:, : C + H])
+            frames = seen.decode(one_step["latent"])  # frames 1..C+H-1
+            add((name, "teacher_forced"), _scores(frames[:, C - 1 :], target, mask))
+            rewards["pred"].append(one_step["reward"].float().cpu().reshape(-1))
+            rewards["true"].append(rew.reshape(-1))
             bar.update(len(obs))
         consumed[name] = seen.sha.hexdigest()
+        reward_scores[name] = reward_event_metrics(torch.cat(rewards["pred"]).numpy(),
+                                                   torch.cat(rewards["true"]).numpy())
     bar.close()
     if len(set(consumed.values())) > 1:  # checked, not assumed: every model consumed the same tensors
         raise RuntimeError(f"models were evaluated on different windows (sha256 of what each consumed): {consumed}")
@@ -196,7 +207,8 @@ def evaluate_rollouts(models: dict, val, cfg: ExperimentConfig, chunk: int = 32,
                                 f"{len(set(windows['episode'].tolist()))} validation episodes "
                                 f"({windows['n_tiles']} tiles available)",
                "windows_sha256": windows_digest(windows), "psnr_cap_db": PSNR_CAP_DB, "ci_level": 0.95,
-               "changed_threshold": cfg.changed_threshold, "models": {}, "baselines": {}}
+               "changed_threshold": cfg.changed_threshold, "models": {}, "baselines": {},
+               "reward": reward_scores}
     for (owner, curve), s in raw.items():
         group = results["baselines"] if owner == "baselines" else results["models"].setdefault(owner, {})
         group[curve] = {m: summarize_psnr(s[m], s[f"{m}_mse"]) for m in ("whole", "changed")}

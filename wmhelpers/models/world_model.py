@@ -127,11 +127,16 @@ class WorldModel(nn.Module):
         return self.vae.encode(obs)
 
     @torch.no_grad()
-    def predict_next(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced one-step predictions: mode latents [B, T-1, D] of frames 1..T-1,
-        each predicted from the real frames and actions before it."""
+    def one_step(self, obs: torch.Tensor, actions: torch.Tensor) -> dict:
+        """Teacher-forced one-step predictions along real frames: "latent", the mode latents
+        [B, T-1, D] of frames 1..T-1, each predicted from the real frames and actions before it;
+        "reward", r_hat_t [B, T], read after each action a_t."""
         out = self.teacher_forced(obs, actions, sample=False)
-        return flat(mode_one_hot(out["next_logits"][:, :-1]))
+        return {"latent": flat(mode_one_hot(out["next_logits"][:, :-1])), "reward": out["reward"]}
+
+    def predict_next(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The mode latents of `one_step`: [B, T-1, D]."""
+        return self.one_step(obs, actions)["latent"]
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents [..., D] -> frames [..., 3, 64, 64] in [0, 1]."""
