@@ -12,13 +12,13 @@ import torch
 from conftest import NUM_ACTIONS, make_dataset, tiny_config
 
 import wmhelpers.data as wmdata
-from wmhelpers.config import RUN_ENVIRONMENT_FIELDS, ExperimentConfig
+from wmhelpers.config import BACKBONE_FIELDS, RUN_ENVIRONMENT_FIELDS, ExperimentConfig, fields_that_shape
 from wmhelpers.models.rssm import RSSMWorldModel
 from wmhelpers.models.transformer import TransformerWorldModel
 from wmhelpers.runs.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from wmhelpers.training.loop import train_world_model, validation_loss, validation_windows
 
-COMPARED = [f.name for f in dataclasses.fields(ExperimentConfig) if f.name not in RUN_ENVIRONMENT_FIELDS]
+COMPARED = sorted(fields_that_shape("rssm"))  # the saved checkpoint below is an RSSM
 
 
 def _other_value(value):
@@ -54,7 +54,37 @@ def _with_experiment(path, tmp_path, **changes):
 
 def test_every_experiment_field_is_compared_or_listed_as_run_environment():
     assert "val_episodes" in COMPARED and "train_seed" in COMPARED and "kl_dyn_scale" in COMPARED
-    assert set(RUN_ENVIRONMENT_FIELDS) <= {f.name for f in dataclasses.fields(ExperimentConfig)}
+    every = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    assert set(RUN_ENVIRONMENT_FIELDS) <= every
+    assert {f for names in BACKBONE_FIELDS.values() for f in names} <= every
+    for kind in BACKBONE_FIELDS:  # a kind is compared on its own backbone's fields, never on another's
+        assert set(BACKBONE_FIELDS[kind]) <= fields_that_shape(kind)
+        assert fields_that_shape(kind) | set(RUN_ENVIRONMENT_FIELDS) | {
+            f for k, names in BACKBONE_FIELDS.items() if k != kind for f in names} == every
+
+
+@pytest.mark.parametrize("kind, cls", [("rssm", RSSMWorldModel), ("transformer", TransformerWorldModel)])
+def test_another_backbones_fields_cannot_reach_this_models_weights(kind, cls):
+    """Why a checkpoint may skip another backbone's fields: changing them builds the same model."""
+    cfg = tiny_config()
+    base = cls.from_config(cfg, NUM_ACTIONS, device="cpu")
+    for other, names in BACKBONE_FIELDS.items():
+        if other == kind:
+            continue
+        changed = {f: getattr(cfg, f) * 2 if not isinstance(getattr(cfg, f), float) else 0.25 for f in names}
+        twin = cls.from_config(cfg.replace(**changed), NUM_ACTIONS, device="cpu")
+        assert twin.model_config() == base.model_config()
+        assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), twin.state_dict().values()))
+
+
+def test_a_transformer_checkpoint_is_compared_on_its_own_backbone(tmp_path):
+    cfg = tiny_config(tmp_path)
+    data = make_dataset([6, 7, 8], seed=4)
+    path = save_checkpoint(tmp_path / "tf.pt", TransformerWorldModel.from_config(cfg, NUM_ACTIONS, device="cpu"),
+                           cfg, {"steps": 1}, data)
+    with pytest.raises(CheckpointError, match="tf_layers: checkpoint 2 != expected 3"):
+        load_checkpoint(path, expect=cfg.replace(tf_layers=3), data=data, device="cpu")
+    load_checkpoint(path, expect=cfg.replace(rssm_deter=64), data=data, device="cpu")  # the RSSM's field
 
 
 @pytest.mark.parametrize("field", COMPARED)
