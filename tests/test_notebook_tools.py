@@ -4,12 +4,21 @@ each on tiny throwaway notebooks (never the real one: that takes minutes)."""
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from wmhelpers.notebook_tools.notebook import RunProgress, check_notebook, run_notebook, unsupported_numbers
-from wmhelpers.progress import FinalLineBar, progress_bar
+from wmhelpers.notebook_tools.notebook import (
+    RunProgress,
+    bar_state,
+    check_notebook,
+    kernel_log,
+    run_notebook,
+    unsupported_numbers,
+)
+from wmhelpers.progress import PROGRESS_FILE_ENV, FinalLineBar, progress_bar
 
 
 # ---- progress bars: one final line in text mode ----------------------------------------------
@@ -38,6 +47,19 @@ def test_text_mode_manual_bar_and_disabled_bar(monkeypatch, capsys):
     out, _ = capsys.readouterr()
     assert out.splitlines() == [line for line in out.splitlines() if line.startswith("evaluating")]
     assert len(out.splitlines()) == 1 and "40/40" in out
+
+
+def test_text_mode_bar_shares_its_live_state_through_a_side_file_only(monkeypatch, capsys, tmp_path):
+    state = tmp_path / "progress.txt"
+    monkeypatch.setenv("WM_PROGRESS", "text")
+    monkeypatch.setenv(PROGRESS_FILE_ENV, str(state))
+    bar = progress_bar(total=1750, desc="training transformer")
+    bar.update(790)
+    bar.share(force=True)  # the bar writes at most twice a second; force it for the test
+    assert state.read_text().startswith("training transformer:  45%") and "790/1750" in state.read_text()
+    assert capsys.readouterr() == ("", "")  # nothing of it in the notebook's outputs
+    bar.close()
+    assert capsys.readouterr().out.count("\n") == 1
 
 
 # ---- run-notebook progress ----------------------------------------------------------------------
@@ -82,6 +104,67 @@ def test_progress_on_a_terminal_rewrites_one_line():
     text = out.getvalue()
     assert text.count("\n") == 2  # the live line ends once, then the total
     assert "\r" in text and "code cell 2/4 · 1. Data" in text and "in this section" in text
+
+
+def test_bar_state_reads_the_latest_tqdm_line():
+    text = "other: 10%|#  | 1/10 [00:01<00:09, 1.0it/s]\rother: 20%|## | 2/10 [00:02<00:08, 1.0it/s]"
+    assert bar_state(text) == "other: 20%|## | 2/10 [00:02<00:08, 1.0it/s]"
+    assert bar_state("790it [02:31, 5.2it/s]\n") == "790it [02:31, 5.2it/s]"
+    assert bar_state("loss 0.25\n") is None
+
+
+def test_a_running_cell_shows_its_progress_bar_on_the_terminal_and_in_a_log(tmp_path):
+    nb = _tiny_notebook()
+    state = tmp_path / "progress.txt"
+    term = io.StringIO()
+    p = RunProgress(nb, stream=term, live=True, tick=3600, progress_file=state)
+    p.cell_started(cell=nb.cells[3], cell_index=3)
+    state.write_text("training transformer:  45%|####5     | 790/1750 [02:31<03:03, 5.2it/s]")
+    p.refresh()
+    assert "1. Data" in term.getvalue().splitlines()[-1] and "790/1750 [02:31<03:03" in term.getvalue()
+    p.cell_started(cell=nb.cells[4], cell_index=4)
+    assert p.bar is None and not state.exists()  # a bar belongs to the cell that drew it
+    p.output("other: 20%|## | 2/10 [00:02<00:08, 1.0it/s]")  # any tqdm bar the cell prints
+    p.refresh()
+    assert term.getvalue().endswith("2/10 [00:02<00:08, 1.0it/s]\x1b[K")
+    p.finish()
+
+    log = io.StringIO()
+    p = RunProgress(nb, stream=log, live=False, tick=3600, progress_file=state, log_every=0)
+    p.cell_started(cell=nb.cells[3], cell_index=3)
+    state.write_text("training transformer:  12%|#2        | 210/1750 [00:30<03:40, 7.0it/s]")
+    p.refresh()
+    p.refresh()  # unchanged: not logged twice
+    p.finish()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 3 and "210/1750" in lines[1] and "\r" not in log.getvalue()
+
+
+def test_the_kernels_transport_warning_is_dropped_from_its_log():
+    text = ("[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All communication ...\n"
+            "Segmentation fault\n")
+    assert kernel_log(text) == "Segmentation fault\n"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_run_notebook_shows_a_cells_progress_bar_and_not_the_kernels_log(tmp_path, capfd):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## 1. Train"), nbformat.v4.new_code_cell(
+        f"import sys, time\nsys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from wmhelpers.progress import progress_bar\n"
+        "for i in progress_bar(range(30), desc='training demo'):\n    time.sleep(0.1)")]
+    src = tmp_path / "bar.ipynb"
+    nbformat.write(nb, src)
+    term = _Terminal()
+    run_notebook(src, out=tmp_path / "ran.ipynb", timeout=120, progress=term)
+    assert re.search(r"training demo: +\d+%\|.*\| ([0-9]|[12][0-9])/30 \[", term.getvalue())  # live, mid-cell
+    saved = nbformat.read(tmp_path / "ran.ipynb", as_version=4).cells[1].outputs
+    assert len(saved) == 1 and saved[0].text.count("\n") == 1 and "30/30" in saved[0].text  # one final line
+    assert "encryption" not in capfd.readouterr().err
 
 
 def test_run_notebook_reports_cells_and_sections_while_it_runs(tmp_path):
