@@ -17,14 +17,17 @@ def test_a_cpu_record_names_what_changes_a_step_time(monkeypatch):
     flags = {"_is_avx2_supported": True, "_is_avx512_bf16_supported": True, "_is_amx_tile_supported": False}
     monkeypatch.setattr(dev, "_cpu_flag", lambda name: flags.get(name, False))
     monkeypatch.setattr(dev, "cpu_model", lambda: "Some CPU")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     rec = dev.device_record("cpu")
-    assert rec["name"] == "Some CPU" and rec["threads"] == torch.get_num_threads()
+    assert rec["name"] == "Some CPU" and rec["threads"] == 2
     assert set(dev.CPU_FEATURE_KEYS) <= set(rec) and rec["avx512_bf16"] and not rec["amx"] and rec["avx2"]
     assert isinstance(rec["isa"], str)
-    assert dev.device_name("cpu").startswith(f"cpu: Some CPU, {torch.get_num_threads()} threads")
+    assert dev.device_name("cpu").startswith("cpu: Some CPU, 2 threads, ")
     assert "AVX-512 BF16" in dev.device_name("cpu") and "AMX" not in dev.device_name("cpu")
     flags["_is_amx_tile_supported"] = True
     assert dev.device_name("cpu").endswith("AVX-512 BF16, AMX") and not dev.same_device(rec, dev.device_record("cpu"))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert dev.device_name("cpu").startswith("cpu: Some CPU, 1 thread, ")
 
 
 def test_a_missing_probe_reads_as_absent(monkeypatch):

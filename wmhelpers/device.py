@@ -101,7 +101,8 @@ def device_name(device: torch.device | str) -> str:
     rec = device_record(device)
     if rec["threads"] is not None:
         features = _feature_words(rec)
-        return f"{rec['type']}: {rec['name']}, {rec['threads']} threads" + (f", {features}" if features else "")
+        threads = f"{rec['threads']} thread{'' if rec['threads'] == 1 else 's'}"
+        return f"{rec['type']}: {rec['name']}, {threads}" + (f", {features}" if features else "")
     return f"{rec['type']}: {rec['name']}"
 
 
