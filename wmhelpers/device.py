@@ -213,6 +213,8 @@ def precision_choice(device: torch.device | str, timer=None) -> dict:
     timer = timer or _precision_timer
     if timer is None:
         return {"dtype": None, "source": "not measured", "note": "no step timer registered"}
+    print(f"amp='auto': this CPU has AMX or AVX-512 BF16, so a training step is timed in fp32 and in bf16 "
+          f"(once for this CPU; the answer is kept in {path})")
     try:
         with torch.random.fork_rng(devices=[]):
             fp32_ms, bf16_ms = float(timer("off", device)), float(timer("bf16", device))
