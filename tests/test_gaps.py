@@ -72,7 +72,7 @@ def test_difference_table_against_a_hand_computation():
 
 
 def test_difference_table_uses_the_verdicts_rule_and_takes_another():
-    from wmhelpers.evaluation.verdict import _decide
+    from wmhelpers.evaluation.stats import decide as _decide
 
     d = gaps.difference_table(_runs())
     assert d["verdict"] == [_decide(m, c, "Transformer leads", "RSSM leads", "cannot be told apart")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import NUM_ACTIONS, make_dataset, tiny_config
+from conftest import NUM_ACTIONS, tiny_config
 
 from wmhelpers.models.rssm import RSSMWorldModel
 from wmhelpers.models.transformer import TransformerWorldModel

@@ -51,7 +51,7 @@ def seeds_cmd(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
-    run_seeds(cfg, args.seeds, kinds=tuple(args.models), out=args.out)
+    run_seeds(cfg, args.seeds, kinds=tuple(args.models), out=args.out, variant=args.variant, memory=args.memory)
     return 0
 
 
@@ -95,6 +95,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="training seeds (default 0-4)")
     p.add_argument("--models", nargs="+", choices=("rssm", "transformer"), default=["rssm", "transformer"],
                    help="train only these (to run two processes side by side); evaluation and the file need both")
+    p.add_argument("--variant", choices=("tf2",), help="train and evaluate a named Transformer variant instead "
+                                                        "of the pair (tf2: the 2-layer ablation)")
+    p.add_argument("--memory", action="store_true", help="run the cue-recall experiment (Section 6) per seed")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", help="seeds file (default: <checkpoint_dir>/p04_seeds.json)")
     p.add_argument("--smoke", action="store_true", help="tiny budgets (same as WM_SMOKE=1)")

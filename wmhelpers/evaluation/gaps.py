@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .seeds import per_seed, spread
+from .stats import decide as stats_decide
 from .stats import t_multiplier
 
 METRICS = ("whole", "changed")
@@ -50,12 +51,6 @@ def gap_data(runs: dict, a: str = "RSSM", b: str = "Transformer", curve: str = "
     return out
 
 
-def _default_decide():
-    from .verdict import _decide  # the verdict's own rule; imported here, read-only
-
-    return _decide
-
-
 def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizons=(1, 10),
                      metrics=METRICS, curve: str = "mode", decide=None) -> dict:
     """The arithmetic of the verdict, one column per (metric, horizon): each seed's b - a, then
@@ -63,13 +58,13 @@ def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizo
     [lo, hi] = mean ± half-width and the verdict word.
 
     decide(mean, half_width, pos, neg, tie) -> word: the rule that turns an interval into a word;
-    by default the verdict's own (verdict._decide): an interval wholly above 0 -> "<b> leads",
+    by default the verdict's own (stats.decide): an interval wholly above 0 -> "<b> leads",
     wholly below -> "<a> leads", containing 0 (or NaN with one seed) -> "cannot be told apart".
 
     Returns {"a", "b", "seeds": [...], "columns": [(metric, h), ...], "diff": {seed: [per column]},
              "mean", "sd", "n", "t", "half", "lo", "hi", "verdict": [per column]}.
     """
-    decide = decide or _default_decide()
+    decide = decide or stats_decide
     data = gap_data(runs, a, b, curve, metrics)
     H = len(next(iter(data.values()))["horizons"]) if data else 0
     columns = [(m, h) for m in metrics for h in horizons if h <= H]

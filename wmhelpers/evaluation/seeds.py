@@ -6,15 +6,23 @@ is decided across training seeds: `ExperimentConfig.train_seed` moves the initia
 batch order, latent sampling and dropout, while the data, the split and the validation and
 evaluation windows (all chosen by `cfg.seed`) stay fixed.
 
-`python -m wmhelpers seeds --seeds 1 2 3` (runs/train_seeds.py) writes `checkpoints/p04_seeds.json`:
+`python -m wmhelpers seeds` (runs/train_seeds.py) writes `checkpoints/p04_seeds.json`:
 
-    {"seeds_version", "created", "config" (the ExperimentConfig, train_seed = the default),
+    {"seeds_version": 2, "created", "config" (the ExperimentConfig, train_seed = the default),
      "data_fingerprint", "windows_sha256", "horizons",
      "runs": {"<seed>": {"models": {"RSSM" | "Transformer": {
                             "psnr": {curve: {"whole" | "changed": {"mean": [H], ...}}},
+                            "reward": {"n", "event_rate", "auprc", "mse", "mse_zero", "mse_mean"},
                             "ms_per_step", "train_seconds", "device", "device_record",
                             "val_curve": {"step", "loss", "next_frame_mse"}, "final_val": {...}}},
-                         "baselines": {"copy_last" | "context_mean": {"whole" | "changed": {...}}}}}}
+                         "baselines": {"copy_last" | "context_mean": {"whole" | "changed": {...}}}}},
+     "variants": {"<name>": {"overrides": {field: value}, "runs": {"<seed>": {"models": {"Transformer": ...}}}}},
+     "memory": {"config": {...}, "runs": {"<seed>": {"train_seed", "chance", "models": {name: {...}}}}}}
+
+A variant (the 2-layer ablation "tf2") retrains only the Transformer with the same budget; it is
+compared with the default RSSM of the same seed (`variant_runs`), whose weights cannot depend on
+the Transformer's fields (config.BACKBONE_FIELDS). "memory" holds the cue-recall runs
+(runs/memory.py) of each training seed.
 
 This module reads that file and computes over it: each seed's record, the spread over seeds
 (stats.interval), the seed table. It trains nothing.
@@ -31,7 +39,7 @@ from ..config import RUN_ENVIRONMENT_FIELDS, ExperimentConfig
 from .results import plain
 from .stats import interval
 
-SEEDS_VERSION = 1
+SEEDS_VERSION = 2
 
 
 def _val_curve(history: dict) -> dict:
@@ -45,7 +53,7 @@ def seed_record(results: dict, histories: dict) -> dict:
     for name, curves in results["models"].items():
         h = histories[name]
         models[name] = {
-            "psnr": plain(curves),
+            "psnr": plain(curves), "reward": plain(results.get("reward", {}).get(name)),
             "ms_per_step": h.get("ms_per_step"), "train_seconds": h.get("train_seconds"),
             "device": h.get("device"), "device_record": h.get("device_record"),
             "val_curve": _val_curve(h), "final_val": {k: v[-1] for k, v in h.get("val", {}).items()},
@@ -84,12 +92,42 @@ def _curve(run: dict, owner: str, curve: str, metric: str) -> np.ndarray:
     return np.asarray(run["models"][owner]["psnr"][curve][metric]["mean"], dtype=float)
 
 
-def seed_runs(doc: dict | None, extra: dict | None = None, extra_seed=None) -> dict:
-    """{seed: run} from the seeds file, plus this notebook's run when it is not already there."""
-    runs = dict((doc or {}).get("runs", {}))
-    if extra is not None and str(extra_seed) not in runs:
-        runs[str(extra_seed)] = extra
-    return runs
+def seed_runs(doc: dict | None, this_run: dict | None = None, this_seed=None, section: dict | None = None) -> dict:
+    """{seed: run} from the seeds file (or `section` of it), with THIS run as its own seed: when the
+    file holds this run's training seed, this run's numbers replace that entry, so a re-run on
+    another machine is judged on what it measured, never on the shipped numbers under its name."""
+    runs = dict((section if section is not None else (doc or {})).get("runs", {}))
+    if this_run is not None:
+        runs[str(this_seed)] = this_run
+    return dict(sorted(runs.items(), key=lambda kv: int(kv[0])))
+
+
+def shipped_run(doc: dict | None, seed) -> dict | None:
+    """The seeds file's own entry for `seed` (shown beside this run's, labelled as shipped)."""
+    return (doc or {}).get("runs", {}).get(str(seed))
+
+
+def variant_runs(doc: dict | None, variant: str, default_runs: dict) -> dict:
+    """{seed: run} pairing the variant's Transformer with the default RSSM of the same seed
+    (the seeds both hold), so every function over runs reads an ablation like the main pair."""
+    var = ((doc or {}).get("variants") or {}).get(variant, {}).get("runs", {})
+    out = {}
+    for seed in sorted(set(var) & set(default_runs), key=int):
+        run = default_runs[seed]
+        out[seed] = {"models": {**run["models"], "Transformer": var[seed]["models"]["Transformer"]},
+                     "baselines": run["baselines"]}
+    return out
+
+
+def reward_rows(runs: dict, names=("RSSM", "Transformer")) -> dict:
+    """{name: {metric: [one value per seed that has reward metrics]}} and the seeds they came from."""
+    out = {}
+    for name in names:
+        rows = [(seed, run["models"][name].get("reward")) for seed, run in runs.items()]
+        rows = [(seed, r) for seed, r in rows if r]
+        out[name] = {"seeds": [seed for seed, _ in rows]} | {
+            k: [r[k] for _, r in rows] for k in ("event_rate", "auprc", "mse", "mse_zero", "mse_mean")}
+    return out
 
 
 def per_seed(runs: dict, a: tuple, b: tuple | None = None, metric: str = "whole") -> np.ndarray:
@@ -111,30 +149,3 @@ def spread(runs: dict, a: tuple, b: tuple | None = None, metric: str = "whole") 
 def band(runs: dict, names=("RSSM", "Transformer")) -> dict:
     """The seed spread of each model's mode rollouts, in the shape plots.psnr_vs_horizon takes."""
     return {name: {m: spread(runs, (name, "mode"), None, m) for m in ("whole", "changed")} for name in names}
-
-
-def format_seed_table(runs: dict, this_seed=None, horizons=(1, 3, 5, 10), names=("RSSM", "Transformer")) -> str:
-    """Plain-text table: mode-rollout PSNR per seed and model (whole | changed pixels), then the
-    mean ± 95 % t-interval over seeds. The row of `this_seed` is marked as this notebook's run."""
-    if not runs:
-        return "no seeds"
-    H = len(next(iter(runs.values()))["models"][names[0]]["psnr"]["mode"]["whole"]["mean"])
-    hs = [h for h in horizons if h <= H]
-    head = f"{'seed':14s}{'model':13s}" + "".join(f"{'whole h=' + str(h):>11s}" for h in hs) + \
-        "".join(f"{'changed h=' + str(h):>13s}" for h in hs)
-    lines = [head]
-    for seed in sorted(runs, key=int):
-        label = f"{seed} (this run)" if this_seed is not None and str(seed) == str(this_seed) else str(seed)
-        for name in names:
-            c = runs[seed]["models"][name]["psnr"]["mode"]
-            lines.append(f"{label:14s}{name:13s}" + "".join(f"{c['whole']['mean'][h - 1]:11.2f}" for h in hs)
-                         + "".join(f"{c['changed']['mean'][h - 1]:13.2f}" for h in hs))
-    if len(runs) > 1:
-        for name in names:
-            s = {m: spread(runs, (name, "mode"), None, m) for m in ("whole", "changed")}
-            cell = lambda m, h: f"{s[m]['mean'][h - 1]:.2f}±{s[m]['ci'][h - 1]:.2f}"  # noqa: E731
-            lines.append(f"{'mean ± t95':14s}{name:13s}" + "".join(f"{cell('whole', h):>11s}" for h in hs)
-                         + "".join(f"{cell('changed', h):>13s}" for h in hs))
-    lines.append(f"{len(runs)} training seed(s); ± is the 95 % t-interval over seeds (training noise), "
-                 "not over windows")
-    return "\n".join(lines)

@@ -7,6 +7,7 @@ Half-width of the interval: t_{0.975, n-1} * s / sqrt(n), s the sample standard 
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -56,3 +57,20 @@ def summarize_psnr(scores: np.ndarray, mse: np.ndarray) -> dict:
     # float32 MSE against the float32 clamp in mse_to_psnr: counts exactly the windows it capped
     out["capped"] = np.sum(mse.astype(np.float32) <= np.float32(QUANTIZATION_MSE), axis=0).tolist()
     return out
+
+
+def decide(mean: float, half_width: float, pos: str, neg: str, tie: str) -> str:
+    """The one rule that turns an interval into a verdict word, used for every verdict:
+
+        mean - half_width > 0  -> pos   (the whole 95 % interval lies above 0)
+        mean + half_width < 0  -> neg   (the whole interval lies below 0)
+        otherwise              -> tie   (0 is inside: the difference cannot be told from noise)
+
+    With one value there is no spread (half_width NaN), which is always a tie."""
+    if math.isnan(half_width):
+        return tie
+    if mean - half_width > 0:
+        return pos
+    if mean + half_width < 0:
+        return neg
+    return tie

@@ -251,3 +251,45 @@ def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizo
                "one containing 0 \"cannot be told apart\".")
     return Table(columns, rows, title=f"{b} − {a} PSNR (dB), seed by seed", caption=caption, fmt="{:+.3f}",
                  sep=" ")
+
+
+BASELINE_NAMES = (("latent_hold", "latent-hold"), ("context_mean", "context-mean"), ("copy_last", "copy-last"))
+
+
+def _pm_cell(d: dict) -> str:
+    ci = "" if d["ci"] != d["ci"] else f" ± {d['ci']:.2f}"  # NaN: one seed, no spread
+    return f"{d['mean']:+.2f}{ci}"
+
+
+def baseline_margin_table(facts: dict, horizons=(1, 10)) -> Table:
+    """The margins the conclusion quotes: each model minus each baseline, mean ± 95 % t-interval over
+    seeds (verdict.decide_facts), whole frame and changed pixels, with the verdict word's first letter."""
+    hs = [h for h in horizons if h in facts["horizons"]]
+    mark = {"beats": "▲", "falls below": "▼", "cannot be told apart from": "="}
+    rows = []
+    for name in facts["models"]:
+        for key, label in BASELINE_NAMES:
+            b = facts["baselines"][name][key]
+            rows.append([name, label] + [f"{_pm_cell(b[m][h])} {mark[b[m][h]['verdict']]}"
+                                         for m in ("whole", "changed") for h in hs])
+        rows.append(None)
+    basis = f"{facts['n_seeds']} training seeds" if facts["seed_spread"] else "one run's windows"
+    return Table(["model", "minus"] + [f"h={h}" for _ in range(2) for h in hs], rows[:-1], left=2,
+                 groups=[("", 2), ("whole frame, dB", len(hs)), ("changed pixels, dB", len(hs))],
+                 title="Each model minus each baseline",
+                 caption=f"mean ± 95 % t-interval over {basis}; ▲ beats, ▼ falls below, = cannot be told apart "
+                         "(the verdict's rule).")
+
+
+def reward_table(runs: dict, names=("RSSM", "Transformer")) -> Table:
+    """Reward heads per seed: event rate, AUPRC of |r_hat| for r != 0, MSE of the head, of 0, of the mean."""
+    rows = []
+    for seed, run in runs.items():
+        for name in names:
+            r = run["models"][name].get("reward")
+            if r:
+                rows.append([str(seed), name, r["event_rate"], r["auprc"], r["mse"], r["mse_zero"], r["mse_mean"]])
+    return Table(["seed", "model", "events", "AUPRC", "MSE", "MSE of 0", "MSE of mean"], rows, left=2, fmt="{:.4f}",
+                 title="Reward heads on the evaluation windows' steps",
+                 caption="events: the fraction of steps with r ≠ 0 (what AUPRC scores by chance); AUPRC: how well "
+                         "|r̂| ranks those steps first; MSE of 0 / of mean: the two constant predictors.")

@@ -12,8 +12,10 @@ Decision rules (one place, so the words always mean the same thing):
   model-free).
 - With fewer than 2 seeds there is no training spread: the verdict then uses the single run's
   paired window CI and says so ("on these windows, for this one trained pair").
-- A reward head "beats" the constant predictor when its validation reward loss is below the MSE
-  of predicting 0 on the same validation windows.
+- Reward heads, across seeds by the same rule: AUPRC minus the event rate (a head that knows
+  nothing scores the event rate), and the head's MSE minus that of predicting 0 / the mean.
+- The 2-layer ablation and the cue-recall experiment: the same rule on their own per-seed
+  differences (Transformer - RSSM), with this run joining as its own seed.
 """
 
 from __future__ import annotations
@@ -25,18 +27,10 @@ import numpy as np
 from ..device import same_device
 from . import seeds as seedstats
 from .rollouts import paired_margin
+from .stats import decide, interval
+from .tables import BASELINE_NAMES as BASELINES
 
-BASELINES = (("latent_hold", "latent-hold"), ("context_mean", "context-mean"), ("copy_last", "copy-last"))
-
-
-def _decide(mean: float, ci: float, pos: str, neg: str, tie: str) -> str:
-    if math.isnan(ci):
-        return tie
-    if mean - ci > 0:
-        return pos
-    if mean + ci < 0:
-        return neg
-    return tie
+SMALL_DB = 0.5  # a PSNR lead below this (11 % less squared error) is called too small to see
 
 
 def reward_constant_mse(rewards) -> float:
@@ -46,21 +40,119 @@ def reward_constant_mse(rewards) -> float:
     return float(np.mean(r ** 2))
 
 
-def decide_facts(results: dict, histories: dict, cfg, seeds_doc: dict | None = None,
-                 reward_constant: float | None = None, device: str | None = None,
-                 horizons=(1, 3, 5, 10), a: str = "RSSM", b: str = "Transformer") -> dict:
+def usable_seeds(seeds_doc: dict | None, cfg) -> tuple[dict | None, list]:
+    """(the seeds file if its configuration is this run's, else None; the fields that differ)."""
+    if not seeds_doc:
+        return None, ["no seeds file"]
+    differences = seedstats.config_differences(seeds_doc, cfg)
+    return (None if differences else seeds_doc), differences
+
+
+def this_run_seeds(results: dict, histories: dict, cfg, seeds_doc: dict | None = None) -> dict:
+    """{seed: run} the verdict is decided over: the seeds file (when its configuration matches)
+    with this run as its own seed, replacing the file's entry for that seed."""
+    borrowed, _ = usable_seeds(seeds_doc, cfg)
+    return seedstats.seed_runs(borrowed, seedstats.seed_record(results, histories), cfg.train_seed)
+
+
+def _seed_rule(values, pos: str, neg: str, tie: str) -> dict:
+    """The verdict rule on one list of per-seed differences: mean, 95 % t half-width, n, word."""
+    x = np.asarray(values, dtype=float)
+    st = interval(x[:, None]) if len(x) else {"mean": [float("nan")], "ci": [float("nan")]}
+    mean, ci = float(st["mean"][0]), float(st["ci"][0])
+    return {"mean": mean, "ci": ci, "n": int(len(x)), "verdict": decide(mean, ci, pos, neg, tie)}
+
+
+def reward_facts(runs: dict, names, probe: dict | None = None) -> dict:
+    """Reward heads across seeds: AUPRC against the event rate, MSE against predicting 0 and the mean."""
+    rows = seedstats.reward_rows(runs, names)
+    out = {"probe": probe, "models": {}}
+    for name in names:
+        r = rows[name]
+        tie = "cannot be told apart from"
+        out["models"][name] = {
+            "seeds": r["seeds"], "auprc": _seed_rule(r["auprc"], "", "", "")["mean"],
+            "event_rate": _seed_rule(r["event_rate"], "", "", "")["mean"],
+            "auprc_vs_rate": _seed_rule(np.subtract(r["auprc"], r["event_rate"]), "above", "below", tie),
+            "mse_vs_zero": _seed_rule(np.subtract(r["mse"], r["mse_zero"]), "above", "below", tie),
+            "mse_vs_mean": _seed_rule(np.subtract(r["mse"], r["mse_mean"]), "above", "below", tie)}
+    return out
+
+
+def ablation_facts(borrowed: dict | None, runs: dict, variant: str = "tf2", a: str = "RSSM", b: str = "Transformer",
+                   h: int = 1) -> dict | None:
+    """The variant's Transformer against the same seeds' RSSM at horizon h, by the same rule."""
+    var = seedstats.variant_runs(borrowed, variant, runs)
+    if len(var) < 2:
+        return None
+    out = {"variant": variant, "overrides": borrowed["variants"][variant].get("overrides", {}), "h": h,
+           "seeds": list(var), "lead": {}}
+    for metric in ("whole", "changed"):
+        s = seedstats.spread(var, (b, "mode"), (a, "mode"), metric)
+        d = {"mean": s["mean"][h - 1], "ci": s["ci"][h - 1], "n": s["n"]}
+        d["verdict"] = decide(d["mean"], d["ci"], "leads", "leads", "cannot be told apart")
+        d["leader"] = (b if d["mean"] > 0 else a) if d["verdict"] == "leads" else None
+        out["lead"][metric] = d
+    return out
+
+
+def memory_facts(memory: dict, borrowed: dict | None, cfg, a: str = "RSSM", b: str = "Transformer") -> dict:
+    """Cue recall across seeds (this run's memory experiment as its own seed): per gap, each
+    model's recall against chance and the difference b - a, in the memory condition."""
+    section = (borrowed or {}).get("memory")
+    if section and section.get("config") != memory["config"]:
+        section = None  # recall measured on another task is not borrowed
+    runs = seedstats.seed_runs(None, memory, cfg.train_seed, section=section or {"runs": {}})
+    gaps = memory["config"]["gaps"]
+    chance = memory["chance"]
+
+    def per_seed(name, cond="memory"):
+        return np.array([r["models"][name]["identified"][cond] for r in runs.values()])  # [n, gaps]
+
+    out = {"seeds": list(runs), "gaps": gaps, "chance": chance, "window_steps": memory.get("window_steps"),
+           "models": {}, "difference": {}}
+    for name in (a, b):
+        mem, ctl = per_seed(name), per_seed(name, "control")
+        out["models"][name] = {
+            "memory": [_seed_rule(mem[:, i] - chance, "above chance", "below chance", "at chance") | {
+                "recall": float(mem[:, i].mean())} for i in range(len(gaps))],
+            "control": [float(ctl[:, i].mean()) for i in range(len(gaps))]}
+    diff = per_seed(b) - per_seed(a)
+    out["difference"] = [_seed_rule(diff[:, i], f"the {b} recalls more", f"the {a} recalls more",
+                                    "cannot be told apart") for i in range(len(gaps))]
+    return out
+
+
+def markov_facts(markov: dict) -> dict:
+    """How far PSNR moves when the real past is cut from the longest K to fewer steps (one run)."""
+    ks, hs = markov["ks"], markov["horizons"]
+    out = {"ks": ks, "horizons": hs, "models": {}}
+    for name, rows in markov["psnr"].items():
+        full = np.asarray(rows[-1])
+        moves = np.abs(np.asarray(rows) - full).max(0)  # per horizon, the largest change over K
+        out["models"][name] = {"max_change": [float(x) for x in moves], "k1_minus_full": (np.asarray(rows[0]) - full)
+                               .tolist()}
+    return out
+
+
+def decide_facts(results: dict, histories: dict, cfg, seeds_doc: dict | None = None, device: str | None = None,
+                 horizons=(1, 3, 5, 10), a: str = "RSSM", b: str = "Transformer", clock: dict | None = None,
+                 projected: bool = False, memory: dict | None = None, markov: dict | None = None,
+                 probe: dict | None = None, ablation: str = "tf2") -> dict:
     """Everything the conclusion says, as numbers and verdict words.
 
     results/histories: this run's evaluate_rollouts output and training histories. seeds_doc: the
-    seeds file (seeds.load_seeds) or None. The seeds file's spread is used only when its config
-    equals this run's (seeds.config_differences); this run joins it as its own training seed."""
+    seeds file (seeds.load_seeds) or None; its spread is used only when its config equals this
+    run's (seeds.config_differences), and this run replaces the file's entry for its own seed.
+    clock/projected: Section 5's wall clocks on this device (projected: the RSSM's is projected).
+    memory/markov: Section 6's results. probe: the reward-from-frames ceiling (reward_probe.json)."""
     horizons = [h for h in horizons if h <= len(results["horizons"])]
-    differences = seedstats.config_differences(seeds_doc, cfg) if seeds_doc else ["no seeds file"]
-    borrowed = seeds_doc if not differences else None
-    runs = seedstats.seed_runs(borrowed, seedstats.seed_record(results, histories), cfg.train_seed)
+    borrowed, differences = usable_seeds(seeds_doc, cfg)
+    runs = this_run_seeds(results, histories, cfg, seeds_doc)
     n = len(runs)
-    facts = {"horizons": horizons, "models": [a, b], "n_seeds": n, "seeds": sorted(runs, key=int),
+    facts = {"horizons": horizons, "models": [a, b], "n_seeds": n, "seeds": list(runs),
              "this_seed": str(cfg.train_seed),
+             "replaced_shipped": bool(seedstats.shipped_run(borrowed, cfg.train_seed)),
              "seed_spread": n >= 2, "seeds_not_used_because": differences if seeds_doc and differences else None,
              "budget": {"train_steps": cfg.train_steps, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len,
                         "lr": cfg.lr, "preset": cfg.preset},
@@ -77,7 +169,7 @@ def decide_facts(results: dict, histories: dict, cfg, seeds_doc: dict | None = N
     for metric in ("whole", "changed"):
         lead = rule((b, "mode"), (a, "mode"), metric)
         for h, d in lead.items():
-            d["verdict"] = _decide(d["mean"], d["ci"], "leads", "leads", "cannot be told apart")
+            d["verdict"] = decide(d["mean"], d["ci"], "leads", "leads", "cannot be told apart")
             d["leader"] = (b if d["mean"] > 0 else a) if d["verdict"] == "leads" else None
         facts["lead"][metric] = lead
         for name in (a, b):
@@ -85,35 +177,32 @@ def decide_facts(results: dict, histories: dict, cfg, seeds_doc: dict | None = N
                 other = (name, key) if key == "latent_hold" else ("baselines", key)
                 m = rule((name, "mode"), other, metric)
                 for d in m.values():
-                    d["verdict"] = _decide(d["mean"], d["ci"], "beats", "falls below", "cannot be told apart from")
+                    d["verdict"] = decide(d["mean"], d["ci"], "beats", "falls below", "cannot be told apart from")
                 facts["baselines"][name].setdefault(key, {})[metric] = m
 
     # this run's window CI, labelled for what it is (window noise for one trained pair)
     facts["window_ci"] = {m: {h: {"mean": w["mean"][h - 1], "ci": w["ci"][h - 1]} for h in horizons}
                           for m in ("whole", "changed")
                           for w in [paired_margin(results, (b, "mode"), (a, "mode"), m)]}
+    facts["reward"] = reward_facts(runs, (a, b), probe)
+    facts["ablation"] = ablation_facts(borrowed, runs, ablation, a, b) if n >= 2 else None
+    facts["memory"] = memory_facts(memory, borrowed, cfg, a, b) if memory else None
+    facts["markov"] = markov_facts(markov) if markov else None
 
-    # reward heads against predicting 0
-    facts["reward"] = {"constant": reward_constant, "loss": {}, "verdict": {}}
-    for name in (a, b):
-        loss = histories[name].get("val", {}).get("reward_loss", [float("nan")])[-1]
-        facts["reward"]["loss"][name] = loss
-        if reward_constant is not None:
-            facts["reward"]["verdict"][name] = "beats" if loss < reward_constant else "does not beat"
-
-    # cost: wall clock only between runs on the same device
+    # cost: wall clock only on one device; a projected clock is labelled as projected
     ra, rb = histories[a].get("device_record"), histories[b].get("device_record")
     same = same_device(ra, rb)
-    facts["cost"] = {"same_device": same, "devices": {a: histories[a].get("device"), b: histories[b].get("device")},
-                     "ms_per_step": {a: histories[a].get("ms_per_step"), b: histories[b].get("ms_per_step")},
-                     "ratio": histories[b]["ms_per_step"] / histories[a]["ms_per_step"] if same else None}
+    ms = {name: (clock or histories)[name].get("ms_per_step") for name in (a, b)}
+    facts["cost"] = {"same_device": same, "projected": bool(projected and clock),
+                     "devices": {a: histories[a].get("device"), b: histories[b].get("device")}, "ms_per_step": ms,
+                     "ratio": ms[b] / ms[a] if (same or (projected and clock)) and ms[a] else None}
     return facts
 
 
 # ---- facts -> words -----------------------------------------------------------------------------------
-def _pm(d: dict) -> str:
+def _pm(d: dict, unit: str = " dB") -> str:
     ci = "" if math.isnan(d["ci"]) else f" ± {d['ci']:.2f}"
-    return f"{d['mean']:+.2f}{ci} dB"
+    return f"{d['mean']:+.2f}{ci}{unit}"
 
 
 def _hs(hs) -> str:
@@ -152,6 +241,99 @@ def _baseline_sentence(name: str, facts: dict) -> str:
     return f"The **{name}**: " + "; ".join(out) + "."
 
 
+def _pct_less_error(db: float) -> float:
+    """A PSNR lead of `db` dB as the percentage of squared error the leader avoids: 1 - 10^(-db/10)."""
+    return 100 * (1 - 10 ** (-abs(db) / 10))
+
+
+def headline(facts: dict) -> str:
+    """One line: which world model imagines better, where, and how big that is."""
+    a, b = facts["models"]
+    leads = {m: {h: d for h, d in facts["lead"][m].items() if d["verdict"] == "leads"} for m in ("whole", "changed")}
+    leaders = {d["leader"] for m in leads.values() for d in m.values()}
+    basis = f"over {facts['n_seeds']} training seeds" if facts["seed_spread"] else "for this one trained pair"
+    if not leaders:
+        return f"**In one line:** {basis}, neither world model imagines better at any horizon scored."
+    parts = []
+    for metric, words in (("whole", "the whole frame"), ("changed", "changed pixels")):
+        for who in sorted({d["leader"] for d in leads[metric].values()}):
+            mine = {h: d for h, d in leads[metric].items() if d["leader"] == who}
+            big = max(abs(d["mean"]) for d in mine.values())
+            parts.append(f"on {words} the {who} imagines better at {_hs(mine)} (largest lead {big:.2f} dB, "
+                         f"{_pct_less_error(big):.0f} % less squared error)")
+    biggest = max(abs(d["mean"]) for m in leads.values() for d in m.values())
+    small = (f" A lead under {SMALL_DB} dB is not something the eye finds in the rollout frames above."
+             if biggest < SMALL_DB else "")
+    return (f"**In one line:** {basis}, " + "; ".join(parts)
+            + ". At every other horizon scored the two cannot be told apart." + small)
+
+
+def _lies(word: str) -> str:
+    """"above" -> "lies above"; the tie phrase reads as it is."""
+    return f"lies {word}" if word in ("above", "below") else word
+
+
+def _reward_sentence(facts: dict) -> str:
+    r = facts["reward"]
+    bits = []
+    for name, m in r["models"].items():
+        if not m["seeds"]:
+            continue
+        v = m["auprc_vs_rate"]
+        n = len(m["seeds"])
+        bits.append(f"the {name}'s head (AUPRC {m['auprc']:.3f} against an event rate of {m['event_rate']:.3f}, "
+                    f"{n} seed{'s' if n != 1 else ''}) {_lies(v['verdict'])} the event rate "
+                    f"(difference {_pm(v, '')}); its MSE {_lies(m['mse_vs_zero']['verdict'])} that of predicting 0 "
+                    f"and {_lies(m['mse_vs_mean']['verdict'])} that of predicting the mean")
+    if not bits:
+        return ""
+    text = "* Reward heads, judged on the ~3 % of steps that carry a reward: " + "; ".join(bits) + "."
+    p = r.get("probe")
+    if p:
+        text += (f" What the frames can support at 64×64: a small CNN trained on real frames reaches an AUPRC of "
+                 f"{p['auprc_before']:.3f} from what a reward head sees (o_t−1, o_t, a_t) and {p['auprc_after']:.3f} "
+                 f"after the fact (o_t, o_t+1), against a prevalence of {p['prevalence']:.3f} (reward_probe.json).")
+    return text
+
+
+def _ablation_sentence(facts: dict) -> str:
+    ab = facts.get("ablation")
+    if not ab:
+        return ""
+    a, b = facts["models"]
+    bits = []
+    for metric, words in (("whole", "whole frame"), ("changed", "changed pixels")):
+        main, d = facts["lead"][metric][ab["h"]], ab["lead"][metric]
+        same = (main["verdict"], main.get("leader")) == (d["verdict"], d.get("leader"))
+        say = "leads" if d["verdict"] == "leads" else "cannot be told apart"
+        who = f"the {d['leader']} {say}" if d["leader"] else "the two cannot be told apart"
+        bits.append(f"{words}: {who} ({b} − {a} = {_pm(d)}, {d['n']} seeds), so matching capacity "
+                    f"{'does not change' if same else 'changes'} the verdict")
+    return (f"* Capacity: with the {ab['overrides']} ablation (fewer dynamics parameters than the RSSM) at "
+            f"h = {ab['h']}, " + "; ".join(bits) + ".")
+
+
+def _memory_sentences(facts: dict) -> list[str]:
+    out = []
+    mk = facts.get("markov")
+    if mk:
+        moves = "; ".join(f"the {name} by at most {max(m['max_change']):.2f} dB" for name, m in mk["models"].items())
+        out.append(f"* Why Boxing ties: cutting the real past from {mk['ks'][-1]} to {mk['ks'][0]} context frame(s) "
+                   f"moves PSNR at h = {', '.join(map(str, mk['horizons']))} {moves} (this run, window means): "
+                   "the distant past adds little to predicting this game.")
+    mem = facts.get("memory")
+    if mem:
+        a, b = facts["models"]
+        n = len(mem["seeds"])
+        rec = {name: ", ".join(f"{d['recall']:.2f}" for d in m["memory"]) for name, m in mem["models"].items()}
+        diffs = [(g, d) for g, d in zip(mem["gaps"], mem["difference"])]
+        said = "; ".join(f"L = {g}: {d['verdict']} ({_pm(d, '')})" for g, d in diffs)
+        out.append(f"* Where the past matters (cue recall, {n} seed{'s' if n != 1 else ''}, chance "
+                   f"{mem['chance']:.2f}, gaps L = {', '.join(map(str, mem['gaps']))}): the {a} names the cue in "
+                   f"{rec[a]} of the sequences, the {b} in {rec[b]}. Per gap, {b} − {a}: {said}.")
+    return out
+
+
 def conclusion_markdown(facts: dict) -> str:
     """The comparison paragraph, every number and verdict word taken from `facts`."""
     a, b = facts["models"]
@@ -159,16 +341,18 @@ def conclusion_markdown(facts: dict) -> str:
     n = facts["n_seeds"]
     if facts["seed_spread"]:
         basis = (f"Verdicts below are decided across **{n} training seeds** ({', '.join(facts['seeds'])}; this "
-                 f"notebook's run is seed {facts['this_seed']}) by a 95 % "
-                 f"t-interval over seeds of the seed-by-seed difference: a gap inside the training noise is "
-                 f"reported as \"cannot be told apart\".")
+                 f"notebook's run is seed {facts['this_seed']}"
+                 + (", in place of the seeds file's entry for it" if facts.get("replaced_shipped") else "")
+                 + ") by a 95 % t-interval over seeds of the seed-by-seed difference (`stats.decide`): a gap "
+                 "inside the training noise is reported as \"cannot be told apart\".")
     else:
         why = ("the seeds file was made with another configuration ("
                + ", ".join(facts["seeds_not_used_because"][:4]) + ")") if facts["seeds_not_used_because"] else \
             "there is no seeds file for this configuration"
         basis = (f"**This budget has no seed spread** ({why}): the verdicts below rest on one trained pair and "
                  f"its paired window CI, which measures window noise only, not training noise.")
-    lines = [f"**What we observed** ({bud['preset']} budget: {bud['train_steps']:,} gradient steps of "
+    lines = [headline(facts), "",
+             f"**What we observed** ({bud['preset']} budget: {bud['train_steps']:,} gradient steps of "
              f"{bud['batch_size']}×{bud['seq_len']}, lr {bud['lr']:g}, for both models"
              + (f"; device {facts['device']}" if facts.get("device") else "") + "). " + basis, ""]
     lines.append("* " + _lead_sentence(facts["lead"]["whole"], "the whole frame", a, b))
@@ -176,29 +360,37 @@ def conclusion_markdown(facts: dict) -> str:
     for name in (a, b):
         lines.append("* " + _baseline_sentence(name, facts))
     lines.append("* What shows motion is the margin on **changed pixels** over latent-hold and context-mean; a "
-                 "model that only blurs can sit above latent-hold on the whole frame.")
-    r = facts["reward"]
-    if r["constant"] is not None:
-        lines.append("* Reward heads: predicting 0 at every step scores a validation MSE of "
-                     f"{r['constant']:.4f}; " + "; ".join(
-                         f"the {name}'s head ({r['loss'][name]:.4f}) {r['verdict'][name]} it" for name in (a, b)) + ".")
+                 "model that only blurs can sit above latent-hold on the whole frame. The margins above are seed "
+                 "means ± the t-interval over seeds (the baseline table above shows them).")
+    for extra in (_ablation_sentence(facts), _reward_sentence(facts), *_memory_sentences(facts)):
+        if extra:
+            lines.append(extra)
     c = facts["cost"]
-    if c["same_device"]:
-        lines.append(f"* Cost, on one device ({c['devices'][b]}): a training step took {c['ms_per_step'][b]:.0f} ms "
-                     f"for the {b} and {c['ms_per_step'][a]:.0f} ms for the {a} (ratio {c['ratio']:.2f}).")
+    if c["ratio"] is not None:
+        how = "both timed here" if c["same_device"] else f"the {a}'s step projected onto this device from a burst"
+        lines.append(f"* Cost, on one device ({c['devices'][b]}; {how}): a training step took "
+                     f"{c['ms_per_step'][b]:.0f} ms for the {b} and {c['ms_per_step'][a]:.0f} ms for the {a}: "
+                     f"ratio {c['ratio']:.2f}" + (" (projected)" if c.get("projected") else "") + ".")
     else:
         lines.append(f"* Cost: the {a} was trained on {c['devices'][a]} and the {b} on {c['devices'][b]}, so their "
                      "wall clocks are not compared; per gradient step the budgets are identical.")
     return "\n".join(lines)
 
 
-def show_conclusion(facts: dict):
-    """Display the paragraph as Markdown in a notebook (plain text elsewhere)."""
-    text = conclusion_markdown(facts)
-    try:
-        from IPython.display import Markdown, display
+class Conclusion:
+    """The paragraph as a display object: Markdown in Jupyter, the same text as text/plain, so a
+    terminal, `nbconvert --to script` or a diff of the notebook reads the paragraph, not a repr."""
 
-        display(Markdown(text))
-    except ImportError:  # pragma: no cover - outside IPython
-        print(text)
-    return None
+    def __init__(self, text: str):
+        self.text = text
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def show_conclusion(facts: dict) -> Conclusion:
+    """The conclusion of `facts`, displayed as the cell's result (Markdown, with its text as plain text)."""
+    return Conclusion(conclusion_markdown(facts))

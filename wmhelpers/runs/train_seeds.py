@@ -1,13 +1,17 @@
 """The `seeds` command: train every (training seed, model) that is missing, evaluate every seed
 on the same windows, and write the seeds file (its format: evaluation/seeds.py).
 
-    python -m wmhelpers seeds --seeds 1 2 3            # trains what is missing, then evaluates
+    python -m wmhelpers seeds --seeds 0 1 2 3 4                 # the default pair
+    python -m wmhelpers seeds --seeds 0 1 2 3 4 --variant tf2   # the 2-layer Transformer ablation
+    python -m wmhelpers seeds --seeds 0 1 2 3 4 --memory        # the cue-recall experiment (Section 6)
 
 Each (seed, model) is a checkpoint: the default seed's are the shipped ones
 (`p03_rssm.pt`, `p04_transformer.pt`), the others go to `checkpoints/seeds/` (not committed:
 size). A finished checkpoint is loaded, never trained again, so an interrupted run resumes; two
 processes may train different models side by side (`--models rssm` / `--models transformer`,
-one thread each) and a last call without `--models` evaluates and writes the file.
+one thread each) and a last call without `--models` evaluates and writes the file. Each call
+updates its own section of the file (the pair, one variant, or the memory runs) and keeps the rest,
+as long as the file was made with the same configuration.
 """
 
 from __future__ import annotations
@@ -17,57 +21,101 @@ from pathlib import Path
 
 from ..config import ExperimentConfig
 from ..data import load_or_collect
-from ..evaluation.results import write_json
+from ..evaluation.results import plain, write_json
 from ..evaluation.rollouts import evaluate_rollouts
-from ..evaluation.seeds import SEEDS_VERSION, seed_record
+from ..evaluation.seeds import SEEDS_VERSION, config_differences, load_seeds, seed_record
 from ..models import MODEL_REGISTRY
-from .checkpoints import load_or_train
+from .checkpoints import load_checkpoint, load_or_train
+from .memory import run_cue_recall
 
 MODEL_NAMES = {"rssm": "RSSM", "transformer": "Transformer"}
 SHIPPED = {"rssm": "p03_rssm.pt", "transformer": "p04_transformer.pt"}
+# Named variants: ExperimentConfig overrides that change the Transformer only (the RSSM of the same
+# seed is the default's, which these fields cannot reach: config.BACKBONE_FIELDS).
+VARIANTS = {"tf2": {"tf_layers": 2}}
 
 
-def checkpoint_path(cfg: ExperimentConfig, kind: str, seed: int) -> Path:
+def checkpoint_path(cfg: ExperimentConfig, kind: str, seed: int, variant: str | None = None) -> Path:
     """The shipped checkpoint for the default training seed, a git-ignored one for the others."""
+    if variant:
+        return Path(cfg.checkpoint_dir) / "seeds" / f"{kind}_{variant}_seed{seed}.pt"
     if seed == ExperimentConfig().train_seed:
         return Path(cfg.checkpoint_dir) / SHIPPED[kind]
     return Path(cfg.checkpoint_dir) / "seeds" / f"{kind}_seed{seed}.pt"
 
 
-def train_seed_models(cfg: ExperimentConfig, data, seeds, kinds=("rssm", "transformer"),
+def train_seed_models(cfg: ExperimentConfig, data, seeds, kinds=("rssm", "transformer"), variant: str | None = None,
                       progress: bool = True) -> dict:
     """Load or train every (seed, kind) on `data`; returns {(seed, kind): (model, history)}."""
     train, val = data.split(cfg)
     out = {}
     for seed in seeds:
-        seed_cfg = cfg.replace(train_seed=int(seed))
+        seed_cfg = cfg.replace(train_seed=int(seed), **VARIANTS.get(variant, {}))
         for kind in kinds:
-            path = checkpoint_path(cfg, kind, int(seed))
-            print(f"--- seed {seed}, {MODEL_NAMES[kind]}: {path}", flush=True)
+            path = checkpoint_path(cfg, kind, int(seed), variant)
+            print(f"--- seed {seed}, {MODEL_NAMES[kind]}{f' ({variant})' if variant else ''}: {path}", flush=True)
             out[(int(seed), kind)] = load_or_train(MODEL_REGISTRY[kind], path, seed_cfg, data, train, val,
                                                    progress=progress)
     return out
 
 
-def run_seeds(cfg: ExperimentConfig, seeds, kinds=("rssm", "transformer"), out=None,
-              progress: bool = True) -> dict | None:
-    """Train what is missing; when both kinds were asked for, evaluate every seed on the same
-    windows and write the seeds file (atomically). Returns the document (None if only training)."""
+def _document(cfg: ExperimentConfig, data, out: Path) -> dict:
+    """The seeds file to update: the existing one when it was made for this configuration and
+    data, else a new one (a file for another budget is replaced, never mixed)."""
+    doc = load_seeds(out) if out.exists() else None
+    if doc is not None and not config_differences(doc, cfg) and doc.get("data_fingerprint") == data.fingerprint():
+        return doc
+    return {"seeds_version": SEEDS_VERSION, "config": cfg.replace(train_seed=ExperimentConfig().train_seed).to_dict(),
+            "data_fingerprint": data.fingerprint(), "runs": {}}
+
+
+def run_seeds(cfg: ExperimentConfig, seeds, kinds=("rssm", "transformer"), out=None, variant: str | None = None,
+              memory: bool = False, progress: bool = True) -> dict | None:
+    """Train what is missing; when every kind was asked for, evaluate every seed on the same
+    windows and update the seeds file (atomically). Returns the document (None if only training).
+
+    variant: train and evaluate that variant's Transformer instead of the pair. memory: run the
+    cue-recall experiment for each seed (no world-model training: the shipped RSSM's frozen VAE
+    tokenises the frames; run_cue_recall trains both dynamics on those tokens)."""
+    if variant is not None and variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known variants: {sorted(VARIANTS)}")
     data = load_or_collect(cfg, progress=progress, verbose=progress)
-    trained = train_seed_models(cfg, data, seeds, kinds, progress=progress)
-    if set(kinds) != set(MODEL_NAMES):
+    out = Path(out or Path(cfg.checkpoint_dir) / "p04_seeds.json")
+    train, val = data.split(cfg)
+    if memory:
+        vae = load_checkpoint(checkpoint_path(cfg, "rssm", ExperimentConfig().train_seed), expect=cfg,
+                              data=data)[0].vae
+        classes = {MODEL_NAMES[k]: MODEL_REGISTRY[k] for k in ("rssm", "transformer")}
+        doc = _document(cfg, data, out)
+        section = doc.setdefault("memory", {"runs": {}})
+        for seed in seeds:
+            res = run_cue_recall(classes, vae, train, val, cfg.replace(train_seed=int(seed)), progress=progress)
+            section["config"] = res["config"]
+            section["runs"][str(int(seed))] = plain(res)
+        return _write(doc, out)
+    kinds = ("transformer",) if variant else tuple(kinds)
+    trained = train_seed_models(cfg, data, seeds, kinds, variant, progress=progress)
+    if not variant and set(kinds) != set(MODEL_NAMES):
         return None
-    _, val = data.split(cfg)
-    doc = {"seeds_version": SEEDS_VERSION, "config": cfg.replace(train_seed=ExperimentConfig().train_seed).to_dict(),
-           "data_fingerprint": data.fingerprint(), "runs": {}}
+    doc = _document(cfg, data, out)
+    target = doc.setdefault("variants", {}).setdefault(variant, {"overrides": VARIANTS[variant], "runs": {}}) \
+        if variant else doc
     for seed in seeds:
-        models = {MODEL_NAMES[k]: trained[(int(seed), k)][0] for k in ("rssm", "transformer")}
-        histories = {MODEL_NAMES[k]: trained[(int(seed), k)][1] for k in ("rssm", "transformer")}
+        models = {MODEL_NAMES[k]: trained[(int(seed), k)][0] for k in kinds}
+        histories = {MODEL_NAMES[k]: trained[(int(seed), k)][1] for k in kinds}
         res = evaluate_rollouts(models, val, cfg, progress=progress)
         doc["horizons"] = res["horizons"]
         doc["windows_sha256"] = res.get("windows_sha256")
-        doc["runs"][str(int(seed))] = seed_record(res, histories)
+        target["runs"][str(int(seed))] = seed_record(res, histories)
+    return _write(doc, out)
+
+
+def _write(doc: dict, out: Path) -> dict:
     doc["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    path = write_json(out or Path(cfg.checkpoint_dir) / "p04_seeds.json", doc)
-    print(f"Wrote {path}: seeds {sorted(doc['runs'], key=int)}", flush=True)
+    path = write_json(out, doc)
+    parts = [f"pair seeds {sorted(doc.get('runs', {}), key=int)}"]
+    parts += [f"{name} seeds {sorted(v['runs'], key=int)}" for name, v in doc.get("variants", {}).items()]
+    if doc.get("memory"):
+        parts.append(f"memory seeds {sorted(doc['memory']['runs'], key=int)}")
+    print(f"Wrote {path}: " + "; ".join(parts), flush=True)
     return doc
