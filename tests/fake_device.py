@@ -7,11 +7,12 @@ Inactive unless loaded with `-p fake_device` (tests/ on the path), and then driv
                                                  (any of avx2, avx512_bf16, amx; "" for none)
 
 WM_FAKE_DEVICE_NAME replaces the CPU model name everywhere (device.cpu_model, hence every
-device_record and device_name). WM_FAKE_CPU_FEATURES replaces torch's CPU probes as the package
-reads them; where it makes bf16 a candidate, amp="auto" would time bf16 on a host that may only
-emulate it (minutes per step), so a stand-in timer answers instead (fp32 faster, as measured on an
-AVX2-only host), and nothing the suite trains changes precision. With either variable set the
-precision cache is a temporary file, never the user's.
+device_record and device_name). WM_FAKE_CPU_FEATURES replaces torch's CPU probes
+(torch.cpu._is_*_supported, torch.backends.cpu.get_cpu_capability); where it makes bf16 a
+candidate, amp="auto" would time bf16 on a host that may only emulate it (minutes per step), so a
+stand-in timer answers instead (fp32 faster, as measured on an AVX2-only host), and nothing the
+suite trains changes precision. With either variable set the precision cache is a temporary
+file, never the user's.
 
 Nothing in the package knows about this file: it patches the package's own functions for the
 whole session (from pytest_configure, before the test modules are imported), as a test's
@@ -58,8 +59,8 @@ def pytest_configure(config):
         unknown = have - set(FEATURES)
         if unknown:
             raise pytest.UsageError(f"WM_FAKE_CPU_FEATURES: unknown {sorted(unknown)}; choose from {FEATURES}")
-        probes = {PROBES[f] for f in have}
-        mp.setattr(dev, "_cpu_flag", lambda probe: probe in probes)
+        for feature, probe in PROBES.items():  # torch's own probes, so the package's code runs unchanged
+            mp.setattr(torch.cpu, probe, (lambda on: lambda: on)(feature in have), raising=False)
         isa = "AVX512" if have & {"avx512_bf16", "amx"} else "AVX2" if "avx2" in have else "DEFAULT"
         mp.setattr(torch.backends.cpu, "get_cpu_capability", lambda: isa)
         mp.setattr(dev, "_precision_timer", _fp32_faster)
