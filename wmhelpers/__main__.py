@@ -55,6 +55,19 @@ def seeds_cmd(args) -> int:
     return 0
 
 
+def reward_probe_cmd(args) -> int:
+    import torch
+
+    from .config import ExperimentConfig
+    from .runs.reward_probe import run_reward_probe
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
+    run_reward_probe(cfg, steps=args.steps, out=args.out)
+    return 0
+
+
 def check_notebook_cmd(args) -> int:
     from .notebook_tools.notebook import check_notebook
 
@@ -102,6 +115,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="seeds file (default: <checkpoint_dir>/p04_seeds.json)")
     p.add_argument("--smoke", action="store_true", help="tiny budgets (same as WM_SMOKE=1)")
     p.set_defaults(fn=seeds_cmd)
+    p = sub.add_parser("reward-probe", help="train small classifiers on real frames for the reward ceiling and "
+                                            "write checkpoints/reward_probe.json")
+    p.add_argument("--steps", type=int, default=600, help="training steps per view (default 600)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--out", help="output file (default: <checkpoint_dir>/reward_probe.json)")
+    p.add_argument("--smoke", action="store_true", help="tiny data (same as WM_SMOKE=1)")
+    p.set_defaults(fn=reward_probe_cmd)
     p = sub.add_parser("run-notebook", help="execute the notebook top to bottom in a fresh kernel, in place")
     p.add_argument("path", nargs="?", default="p04_transformer_backbone.ipynb")
     p.add_argument("--out", help="write the executed notebook here instead of in place")
