@@ -340,7 +340,7 @@ def test_results_file_holds_the_method_the_cap_and_the_counts(data, cfg, tmp_pat
     hist = {"hold": {"steps": 0, "ms_per_step": 1.0, "device": "cpu"}}
     path = wm.save_results(tmp_path / "r.json", res, hist, cfg, data, device="cpu")
     doc = json.loads(path.read_text())
-    assert doc["results_version"] == 2 and wm.load_results(path)["results_version"] == 2
+    assert doc["results_version"] == 3 and wm.load_results(path)["results_version"] == 3
     e = doc["evaluation"]
     assert e["n_windows"] == 5 and e["n_tiles"] == 5 and e["window_episodes"] == [2, 2, 3, 3, 3]
     assert e["psnr_cap_db"] == pytest.approx(58.92, abs=0.01) and e["ci_level"] == 0.95

@@ -14,10 +14,10 @@ re-exports the public API; the modules the notebook reads by name (wm.plots, wm.
 are available here too.
 """
 
-from . import device
+from . import device, play
 from .config import ExperimentConfig
 from .data import EpisodeDataset, load_or_collect
-from .evaluation import rollouts, seeds, verdict, wallclock
+from .evaluation import gaps, reward, rollouts, seeds, stats, tables, verdict, wallclock
 from .evaluation.psnr import PSNR_CAP_DB, psnr
 from .evaluation.results import load_results, save_results
 from .evaluation.rollouts import evaluate_rollouts, evaluation_windows, paired_margin, rollout
@@ -32,14 +32,15 @@ from .models.world_model import WorldModel
 from .notebook_tools import animate, notebook, one_token, plots
 from .notebook_tools.describe import describe_run
 from .notebook_tools.teach import show_source
+from .runs import memory, reward_probe
 from .runs.benchmark import attention_cost_sweep, kv_cache_speed, run_benchmark
 from .runs.checkpoints import CheckpointError, load_checkpoint, load_or_train, save_checkpoint
 from .training.loop import next_frame_mse, train_world_model, validation_windows
 
 __all__ = [
     # modules the notebook reads by name
-    "animate", "device", "latent", "masking", "notebook", "one_token", "plots", "rollouts", "seeds", "transformer",
-    "verdict", "wallclock",
+    "animate", "device", "gaps", "latent", "masking", "memory", "notebook", "one_token", "play", "plots", "reward",
+    "reward_probe", "rollouts", "seeds", "stats", "tables", "transformer", "verdict", "wallclock",
     # config, data, models
     "ExperimentConfig", "EpisodeDataset", "load_or_collect", "MODEL_REGISTRY", "WorldModel", "CategoricalVAE",
     "ConvDecoder", "ConvEncoder", "RSSMWorldModel", "TransformerDynamics", "TransformerWorldModel",

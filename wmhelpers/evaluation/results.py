@@ -11,7 +11,7 @@ import torch
 
 # 2: non-overlapping evaluation windows, t-interval CIs, PSNR capped at the 8-bit quantization
 #    limit (58.9 dB, was 100), "psnr_of_mean_mse" and "capped" in every PSNR summary
-RESULTS_VERSION = 2
+RESULTS_VERSION = 3
 
 
 def plain(x):
@@ -51,6 +51,8 @@ def save_results(path, results: dict, histories: dict, cfg, data, device: str | 
                                                "window_starts", "window_episodes", "windows_sha256",
                                                "psnr_cap_db", "ci_level", "changed_threshold", "changed_fraction")},
         "psnr": {"models": results["models"], "baselines": results["baselines"]},
+        "token_agreement": results.get("token_agreement", {}),
+        "reward": results.get("reward", {}),
         "training": {name: training_summary(h) for name, h in histories.items()},
         "extra": extra or {},
     }

@@ -117,6 +117,13 @@ class _Consumed:
         return self.model.decode(latents)
 
 
+def token_agreement(latents: torch.Tensor, reference: torch.Tensor, latent_vars: int) -> np.ndarray:
+    """Per window and step, the fraction of the categorical variables whose class (argmax) is the
+    same in `latents` and `reference` (both flat one-hot [B, H, V*K]): [B, H] in [0, 1]."""
+    pick = lambda z: z.reshape(*z.shape[:-1], latent_vars, -1).argmax(-1)  # noqa: E731
+    return (pick(latents) == pick(reference)).float().mean(-1).cpu().numpy()
+
+
 @torch.no_grad()
 def rollout(model, obs: torch.Tensor, action: torch.Tensor, cfg: ExperimentConfig, sample: bool = False,
             generator: torch.Generator | None = None) -> dict:
@@ -140,6 +147,8 @@ def evaluate_rollouts(models: dict, val, cfg: ExperimentConfig, chunk: int = 32,
                         {"whole": {"mean", "ci", "n", "psnr_of_mean_mse", "capped"}, "changed": {...}}}},
      "baselines": {"copy_last" | "context_mean": {...}},
      "reward": {name: reward.reward_event_metrics of the teacher-forced reward head on every window step},
+     "token_agreement": {name: {"mean", "ci", "n"} per horizon: the fraction of the 32 categoricals of
+                         each imagined (mode) token equal to the posterior token of the true frame},
      "raw": {(name, curve): {"whole": array [N, H], "changed": array [N, H]}}}   # for paired tests
     Every list in a summary has one value per horizon step. "ci" is the 95 % t-interval
     half-width over windows; "capped" counts windows at PSNR_CAP_DB. Mode (argmax) latents are
@@ -152,6 +161,7 @@ def evaluate_rollouts(models: dict, val, cfg: ExperimentConfig, chunk: int = 32,
     raw: dict = {}
     consumed: dict[str, str] = {}
     reward_scores: dict[str, dict] = {}
+    agreement: dict[str, list] = {}
 
     def add(key, s):
         slot = raw.setdefault(key, {})
@@ -187,6 +197,8 @@ def evaluate_rollouts(models: dict, val, cfg: ExperimentConfig, chunk: int = 32,
             add((name, "sampled"), _scores(samples, target, mask))
             posterior = seen.encode(obs[:, : C + H], act[:, : C + H - 1])
             add((name, "recon_ceiling"), _scores(seen.decode(posterior[:, C:]), target, mask))
+            agreement.setdefault(name, []).append(token_agreement(out["imagined"]["latent"], posterior[:, C:],
+                                                                  seen.model.vae.latent_vars))
             one_step = seen.one_step(obs[:, : C + H], act[:, : C + H])
             frames = seen.decode(one_step["latent"])  # frames 1..C+H-1
             add((name, "teacher_forced"), _scores(frames[:, C - 1 :], target, mask))
@@ -208,7 +220,8 @@ def evaluate_rollouts(models: dict, val, cfg: ExperimentConfig, chunk: int = 32,
                                 f"({windows['n_tiles']} tiles available)",
                "windows_sha256": windows_digest(windows), "psnr_cap_db": PSNR_CAP_DB, "ci_level": 0.95,
                "changed_threshold": cfg.changed_threshold, "models": {}, "baselines": {},
-               "reward": reward_scores}
+               "reward": reward_scores,
+               "token_agreement": {name: summarize(np.concatenate(a)) for name, a in agreement.items()}}
     for (owner, curve), s in raw.items():
         group = results["baselines"] if owner == "baselines" else results["models"].setdefault(owner, {})
         group[curve] = {m: summarize_psnr(s[m], s[f"{m}_mse"]) for m in ("whole", "changed")}

@@ -24,7 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-DELIVERABLE_TAGS = ("figure-psnr", "figure-efficiency", "figure-filmstrip", "figure-attention-cost")
+DELIVERABLE_TAGS = ("figure-psnr", "figure-gap", "figure-efficiency", "figure-filmstrip", "figure-attention-cost",
+                    "figure-markov", "figure-memory")
 MIN_CONCLUSION_WORDS = 60
 
 

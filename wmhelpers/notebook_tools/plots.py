@@ -504,3 +504,75 @@ def attention_map(maps: torch.Tensor, steps_context: int | None = None) -> Figur
     cb = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
     cb.set_label("attention weight\n(mean over heads)", fontsize=8)
     return fig
+
+
+# ---- Section 6: where the backbone matters ----------------------------------------------------------
+def markov_check(markov: dict) -> Figure:
+    """Whole-frame PSNR against K, the real context frames each model observes, one panel per horizon."""
+    hs, ks = markov["horizons"], markov["ks"]
+    fig, axes = _figure(9.0, 3.0, ncols=len(hs))
+    for j, h in enumerate(hs):
+        ax = axes[0, j]
+        for name, rows in markov["psnr"].items():
+            ax.plot(ks, [r[j] for r in rows], marker="o", color=MODEL_COLORS.get(name), label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("K: real context frames observed")
+        ax.set_title(f"h = {h}", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("PSNR, whole frame (dB)")
+    _legend_below(fig, axes[0, 0], ncols=2)
+    fig.suptitle(f"The past cut to K frames ({markov['n_windows']} held-out windows, this run)", fontsize=10)
+    return fig
+
+
+def _recall_by_seed(mem_runs: dict, name: str, cond: str) -> np.ndarray:
+    return np.array([run["models"][name]["identified"][cond] for run in mem_runs.values()])  # [seeds, gaps]
+
+
+def cue_recall(mem_runs: dict, window_steps: int | None = None, names=("RSSM", "Transformer")) -> Figure:
+    """Left: cue recall (the right cue named) against the gap L, each model with and without the
+    control (the cue shown again just before the recall), mean over seeds with the 95 % t-interval;
+    right: the learning curve, recall against training steps, mean over gaps within and beyond the
+    attention window, mean over seeds."""
+    from ..evaluation.stats import interval
+
+    first = next(iter(mem_runs.values()))
+    gaps = first["models"][names[0]]["gaps"]
+    chance = first["chance"]
+    fig, axes = _figure(10.0, 3.6, ncols=2)
+    ax = axes[0, 0]
+    for name in names:
+        for cond, ls, mk in (("memory", "-", "o"), ("control", "--", "x")):
+            st = interval(_recall_by_seed(mem_runs, name, cond))
+            label = f"{name}" + (" (control: cue shown again)" if cond == "control" else "")
+            ax.errorbar(gaps, st["mean"], yerr=np.nan_to_num(st["ci"]), color=MODEL_COLORS.get(name), ls=ls,
+                        marker=mk, capsize=3, label=label)
+    ax.axhline(chance, color="0.4", ls=":", lw=1, label=f"chance (1/{round(1 / chance)})")
+    if window_steps:
+        ax.axvline(window_steps + 0.5, color="k", ls="-.", lw=1, label="one layer's attention window")
+    ax.set_xlabel("gap L between cue and recall (steps)")
+    ax.set_ylabel("recall: right cue named")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"after training ({len(mem_runs)} seed{'s' if len(mem_runs) != 1 else ''}; 95 % t-interval)",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    ax = axes[0, 1]
+    inside = [i for i, g in enumerate(gaps) if window_steps is None or g <= window_steps]
+    beyond = [i for i in range(len(gaps)) if i not in inside]
+    for name in names:
+        steps = first["models"][name]["curve"]["step"]
+        curves = np.array([[point["memory"] for point in run["models"][name]["curve"]["identified"]]
+                           for run in mem_runs.values()])  # [seeds, points, gaps]
+        for idx, ls, words in ((inside, "-", "gaps within the window"), (beyond, ":", "gaps beyond it")):
+            if idx:
+                ax.plot(steps, curves[:, :, idx].mean((0, 2)), color=MODEL_COLORS.get(name), ls=ls, marker=".",
+                        label=f"{name}, {words}")
+    ax.axhline(chance, color="0.4", ls=":", lw=1)
+    ax.set_xlabel("training steps (dynamics only, on frozen tokens)")
+    ax.set_ylabel("recall (mean over seeds and gaps)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("how soon each backbone learns to recall", fontsize=10)
+    ax.grid(alpha=0.3)
+    _legend_below(fig, axes[0, 0], ncols=3)
+    return fig
