@@ -14,7 +14,7 @@ re-exports the public API; the modules the notebook reads by name (wm.plots, wm.
 are available here too.
 """
 
-from . import device, play
+from . import device
 from .config import ExperimentConfig
 from .data import EpisodeDataset, load_or_collect
 from .evaluation import gaps, reward, rollouts, seeds, stats, tables, verdict, wallclock
@@ -29,7 +29,7 @@ from .models.rssm import RSSMWorldModel
 from .models.transformer import TransformerDynamics, TransformerWorldModel, imagination_backend
 from .models.vae import CategoricalVAE
 from .models.world_model import WorldModel
-from .notebook_tools import animate, notebook, one_token, plots
+from .notebook_tools import animate, notebook, one_token, play, plots
 from .notebook_tools.describe import describe_run
 from .notebook_tools.teach import show_source
 from .runs import memory, reward_probe

@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from .config import ExperimentConfig
-from .data import make_env, resize_frame
+from ..config import ExperimentConfig
+from ..data import make_env, resize_frame
 
 SCALE = 4  # each 64x64 frame is drawn 256 x 256 (nearest neighbour: pixels stay pixels)
 MARGIN, GAP = 10, 14  # pixels around the image and between the panels
