@@ -297,7 +297,9 @@ def _reward_sentence(facts: dict) -> str:
                     f"and {_lies(m['mse_vs_mean']['verdict'])} that of predicting the mean")
     if not bits:
         return ""
-    text = "* Reward heads, judged on the ~3 % of steps that carry a reward: " + "; ".join(bits) + "."
+    rate = np.nanmean([m["event_rate"] for m in r["models"].values() if m["seeds"]])
+    text = (f"* Reward heads, judged on the {100 * rate:.1f} % of steps that carry a reward: " + "; ".join(bits)
+            + ".")
     p = r.get("probe")
     if p:
         text += (f" What the frames can support at 64×64: a small CNN trained on real frames reaches an AUPRC of "
