@@ -204,3 +204,18 @@ def test_panel_buttons_step_and_show_errors_in_one_line(session, monkeypatch):
     buttons["FIRE"].click()  # must not raise
     status = ui.children[1].value
     assert "ValueError: boom" in status and "second line" not in status and "Traceback" not in status
+
+
+def test_panel_never_raises_where_colab_lacks_its_widget_manager(monkeypatch, capsys, setup):
+    """An old or stubbed google.colab without `output`: one line, the still image, no traceback."""
+    import sys
+    import types
+
+    pytest.importorskip("ipywidgets")
+    cfg, val, models = setup
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(play, "_in_colab", lambda: True)
+    session = play.panel(models, val, cfg, start=START)
+    assert isinstance(session, play.PlaySession)
+    assert "custom widget manager is not available" in capsys.readouterr().out

@@ -430,10 +430,13 @@ def panel(models: dict, val, cfg: ExperimentConfig, start: int = 0) -> PlaySessi
         return session
     in_colab = _in_colab()
     if in_colab:
-        # Colab renders ipywidgets 8 through its custom widget manager
-        from google.colab import output
+        try:  # Colab renders ipywidgets 8 through its custom widget manager
+            from google.colab import output
 
-        output.enable_custom_widget_manager()
+            output.enable_custom_widget_manager()
+        except (ImportError, AttributeError) as err:  # an older Colab: the still image below still shows
+            print(f"(Colab's custom widget manager is not available here: {err}; the buttons may not render)")
+            in_colab = False
     session.widget = controls(session)
     # Colab always has a live kernel and widget manager: show the plain widget there (also where an
     # old ipywidgets has no _repr_mimebundle_ to extend)
