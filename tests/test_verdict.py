@@ -189,3 +189,20 @@ def test_the_headline_names_the_leader_and_the_conclusion_is_its_own_text():
     assert f"{100 * (1 - 10 ** (-0.031)):.0f} % less squared error" in line and "not something the eye" in line
     shown = show_conclusion(facts)
     assert isinstance(shown, Conclusion) and repr(shown) == conclusion_markdown(facts) == shown._repr_markdown_()
+
+
+def test_the_ablation_is_decided_by_the_same_rule_and_compared_with_the_main_verdict():
+    from wmhelpers.evaluation.verdict import ablation_facts
+
+    runs = {str(s): _run([20.0, 10.0], [20.0 + d, 10.0], [0, 0]) for s, d in enumerate((-0.3, -0.2, -0.25))}
+    var = {str(s): {"models": {"Transformer": _run([0, 0], [20.0 + d, 10.0], [0, 0])["models"]["Transformer"]}}
+           for s, d in enumerate((0.1, -0.1, 0.05))}
+    ab = ablation_facts({"variants": {"tf2": {"overrides": {"tf_layers": 2}, "runs": var}}}, runs)
+    assert ab["lead"]["whole"]["mean"] == pytest.approx(0.05 / 3)  # (0.1 - 0.1 + 0.05) / 3
+    assert ab["lead"]["whole"]["verdict"] == "cannot be told apart"
+    facts = _facts({1: (-0.25, 0.12, "leads"), 10: (0.0, 0.2, "cannot be told apart")},
+                   {1: (-0.25, 0.12, "leads"), 10: (0.0, 0.2, "cannot be told apart")})
+    facts["ablation"] = ab
+    text = conclusion_markdown(facts)
+    assert "the ablation tf2 (tf_layers=2: fewer dynamics parameters than the RSSM)" in text
+    assert "so matching capacity changes the verdict" in text  # main: the RSSM leads; ablation: a tie

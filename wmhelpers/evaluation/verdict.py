@@ -321,7 +321,8 @@ def _ablation_sentence(facts: dict) -> str:
         who = f"the {d['leader']} {say}" if d["leader"] else "the two cannot be told apart"
         bits.append(f"{words}: {who} ({b} − {a} = {_pm(d)}, {d['n']} seeds), so matching capacity "
                     f"{'does not change' if same else 'changes'} the verdict")
-    return (f"* Capacity: with the {ab['overrides']} ablation (fewer dynamics parameters than the RSSM) at "
+    knobs = ", ".join(f"{k}={v}" for k, v in ab["overrides"].items())
+    return (f"* Capacity: the ablation {ab['variant']} ({knobs}: fewer dynamics parameters than the RSSM), at "
             f"h = {ab['h']}, " + "; ".join(bits) + ".")
 
 
