@@ -72,8 +72,8 @@ def reward_facts(runs: dict, names, probe: dict | None = None) -> dict:
         r = rows[name]
         tie = "cannot be told apart from"
         out["models"][name] = {
-            "seeds": r["seeds"], "auprc": _seed_rule(r["auprc"], "", "", "")["mean"],
-            "event_rate": _seed_rule(r["event_rate"], "", "", "")["mean"],
+            "seeds": r["seeds"], "auprc": float(np.mean(r["auprc"])) if r["seeds"] else float("nan"),
+            "event_rate": float(np.mean(r["event_rate"])) if r["seeds"] else float("nan"),
             "auprc_vs_rate": _seed_rule(np.subtract(r["auprc"], r["event_rate"]), "above", "below", tie),
             "mse_vs_zero": _seed_rule(np.subtract(r["mse"], r["mse_zero"]), "above", "below", tie),
             "mse_vs_mean": _seed_rule(np.subtract(r["mse"], r["mse_mean"]), "above", "below", tie)}

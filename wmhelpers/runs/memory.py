@@ -283,10 +283,11 @@ def summarize_run(result: dict, vae, task: CueTask) -> dict:
         return {cond: [recall[(g, cond == "control")][metric] for g in gaps] for cond in ("memory", "control")}
 
     final = result["curve"]["recall"][-1]
+    decoded = decoded_recall(result["model"], vae, task)
     return {
         "gaps": list(gaps), "seconds": result["seconds"],
         "identified": table(final, "identified"), "match": table(final, "match"),
-        "decoded": [decoded_recall(result["model"], vae, task)[g] for g in gaps],
+        "decoded": [decoded[g] for g in gaps],
         "curve": {"step": result["curve"]["step"],
                   "identified": [table(r, "identified") for r in result["curve"]["recall"]]},
     }
