@@ -71,19 +71,22 @@ def test_difference_table_against_a_hand_computation():
     assert d["verdict"] == ["cannot be told apart", "Transformer leads", "RSSM leads", "cannot be told apart"]
 
 
-def test_difference_table_uses_the_verdicts_rule_and_takes_another():
-    from wmhelpers.evaluation.stats import decide as _decide
+def test_difference_table_uses_the_verdicts_rule():
+    from wmhelpers.evaluation.stats import decide
 
     d = gaps.difference_table(_runs())
-    assert d["verdict"] == [_decide(m, c, "Transformer leads", "RSSM leads", "cannot be told apart")
-                            for m, c in zip(d["mean"], d["half"])]
-    calls = []
+    words = {1: "Transformer leads", -1: "RSSM leads", 0: "cannot be told apart"}
+    assert d["verdict"] == [words[decide(m, c)] for m, c in zip(d["mean"], d["half"])]
+    assert d["direction"] == [decide(m, c) for m, c in zip(d["mean"], d["half"])] == [0, 1, -1, 0]
 
-    def decide(mean, ci, pos, neg, tie):
-        calls.append((mean, ci))
-        return "x"
 
-    assert gaps.difference_table(_runs(), decide=decide)["verdict"] == ["x"] * 4 and len(calls) == 4
+def test_decide_gives_a_direction_and_a_single_seed_is_a_tie():
+    from wmhelpers.evaluation.stats import decide, over_seeds
+
+    assert (decide(0.3, 0.2), decide(-0.3, 0.2), decide(0.1, 0.2), decide(5.0, float("nan"))) == (1, -1, 0, 0)
+    d = over_seeds([0.3, 0.31, 0.29])
+    assert d["direction"] == 1 and d["n"] == 3 and d["mean"] == pytest.approx(0.3)
+    assert over_seeds([1.0])["direction"] == 0
 
 
 def test_one_seed_has_no_interval_and_no_verdict_word_but_a_tie():

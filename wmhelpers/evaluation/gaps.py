@@ -15,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .seeds import per_seed, spread
-from .stats import decide as stats_decide
-from .stats import t_multiplier
+from .stats import decide, t_multiplier
 
 METRICS = ("whole", "changed")
 METRIC_WORDS = {"whole": "whole frame", "changed": "changed pixels"}
@@ -52,26 +51,25 @@ def gap_data(runs: dict, a: str = "RSSM", b: str = "Transformer", curve: str = "
 
 
 def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizons=(1, 10),
-                     metrics=METRICS, curve: str = "mode", decide=None) -> dict:
+                     metrics=METRICS, curve: str = "mode") -> dict:
     """The arithmetic of the verdict, one column per (metric, horizon): each seed's b - a, then
     mean, sd, n, the t multiplier t_{0.975, n-1}, the half-width t · sd / sqrt(n), the interval
     [lo, hi] = mean ± half-width and the verdict word.
 
-    decide(mean, half_width, pos, neg, tie) -> word: the rule that turns an interval into a word;
-    by default the verdict's own (stats.decide): an interval wholly above 0 -> "<b> leads",
-    wholly below -> "<a> leads", containing 0 (or NaN with one seed) -> "cannot be told apart".
+    The verdict's own rule (stats.decide): an interval wholly above 0 -> direction +1, "<b> leads";
+    wholly below -> -1, "<a> leads"; containing 0 (or NaN with one seed) -> 0, "cannot be told apart".
 
     Returns {"a", "b", "seeds": [...], "columns": [(metric, h), ...], "diff": {seed: [per column]},
-             "mean", "sd", "n", "t", "half", "lo", "hi", "verdict": [per column]}.
+             "mean", "sd", "n", "t", "half", "lo", "hi", "direction", "verdict": [per column]}.
     """
-    decide = decide or stats_decide
     data = gap_data(runs, a, b, curve, metrics)
     H = len(next(iter(data.values()))["horizons"]) if data else 0
     columns = [(m, h) for m in metrics for h in horizons if h <= H]
     seeds = next(iter(data.values()))["seeds"] if data else []
     out = {"a": a, "b": b, "seeds": seeds, "columns": columns,
            "diff": {s: [float(data[m]["per_seed"][i, h - 1]) for m, h in columns] for i, s in enumerate(seeds)}}
-    for key in ("mean", "sd", "half", "t", "n", "lo", "hi", "verdict"):
+    words = {1: f"{b} leads", -1: f"{a} leads", 0: TIE}
+    for key in ("mean", "sd", "half", "t", "n", "lo", "hi", "direction", "verdict"):
         out[key] = []
     for m, h in columns:
         d = data[m]
@@ -84,5 +82,6 @@ def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizo
         out["half"].append(half)
         out["lo"].append(mean - half)
         out["hi"].append(mean + half)
-        out["verdict"].append(decide(mean, half, f"{b} leads", f"{a} leads", TIE))
+        out["direction"].append(decide(mean, half))
+        out["verdict"].append(words[out["direction"][-1]])
     return out

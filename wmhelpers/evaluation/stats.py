@@ -59,18 +59,28 @@ def summarize_psnr(scores: np.ndarray, mse: np.ndarray) -> dict:
     return out
 
 
-def decide(mean: float, half_width: float, pos: str, neg: str, tie: str) -> str:
-    """The one rule that turns an interval into a verdict word, used for every verdict:
+def decide(mean: float, half_width: float) -> int:
+    """The one rule that turns an interval into a verdict, used for every verdict:
 
-        mean - half_width > 0  -> pos   (the whole 95 % interval lies above 0)
-        mean + half_width < 0  -> neg   (the whole interval lies below 0)
-        otherwise              -> tie   (0 is inside: the difference cannot be told from noise)
+        mean - half_width > 0  -> +1   (the whole 95 % interval lies above 0)
+        mean + half_width < 0  -> -1   (the whole interval lies below 0)
+        otherwise              ->  0   (0 is inside: the difference cannot be told from noise)
 
-    With one value there is no spread (half_width NaN), which is always a tie."""
+    With one value there is no spread (half_width NaN), which is always 0. Words are chosen
+    from the direction by the reader (verdict.WORDS), never compared as strings."""
     if math.isnan(half_width):
-        return tie
+        return 0
     if mean - half_width > 0:
-        return pos
+        return 1
     if mean + half_width < 0:
-        return neg
-    return tie
+        return -1
+    return 0
+
+
+def over_seeds(values) -> dict:
+    """The verdict rule on one list of per-seed values (usually differences): {"mean", "ci" (95 %
+    t half-width), "n", "direction" (decide)}."""
+    x = np.asarray(values, dtype=float)
+    st = interval(x[:, None]) if len(x) else {"mean": [float("nan")], "ci": [float("nan")]}
+    mean, ci = float(st["mean"][0]), float(st["ci"][0])
+    return {"mean": mean, "ci": ci, "n": int(len(x)), "direction": decide(mean, ci)}

@@ -221,16 +221,15 @@ def seed_table(runs: dict, this_seed=None, horizons=(1, 3, 5, 10), names=("RSSM"
                  groups=[("", 2), ("whole-frame PSNR (dB)", len(hs)), ("changed-pixel PSNR (dB)", len(hs))])
 
 
-def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizons=(1, 10), this_seed=None,
-                     decide=None) -> Table:
+def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizons=(1, 10),
+                     this_seed=None) -> Table:
     """The verdict's arithmetic (gaps.difference_table) as a Table: one row per training seed with
     b - a of its mode-rollout PSNR, then mean, sd, n, the t multiplier, the half-width
-    t · sd / sqrt(n), the interval mean ± half-width and the verdict word (decide: the rule,
-    by default the verdict's own)."""
+    t · sd / sqrt(n), the interval mean ± half-width and the verdict word (stats.decide)."""
     from .gaps import METRIC_WORDS
     from .gaps import difference_table as arithmetic
 
-    d = arithmetic(runs, a, b, horizons, decide=decide)
+    d = arithmetic(runs, a, b, horizons)
     mine = None if this_seed is None else str(this_seed)
     rows = [[f"{s} (this run)" if s == mine else str(s)] + d["diff"][s] for s in d["seeds"]]
     unsigned = Table([], []).cell  # "n/a" for NaN

@@ -27,7 +27,7 @@ import numpy as np
 from ..device import same_device
 from . import seeds as seedstats
 from .rollouts import paired_margin
-from .stats import decide, interval
+from .stats import decide, over_seeds
 from .tables import BASELINE_NAMES as BASELINES
 
 SMALL_DB = 0.5  # a PSNR lead below this (11 % less squared error) is called too small to see
@@ -58,10 +58,8 @@ def this_run_seeds(results: dict, histories: dict, cfg, seeds_doc: dict | None =
 
 def _seed_rule(values, pos: str, neg: str, tie: str) -> dict:
     """The verdict rule on one list of per-seed differences: mean, 95 % t half-width, n, word."""
-    x = np.asarray(values, dtype=float)
-    st = interval(x[:, None]) if len(x) else {"mean": [float("nan")], "ci": [float("nan")]}
-    mean, ci = float(st["mean"][0]), float(st["ci"][0])
-    return {"mean": mean, "ci": ci, "n": int(len(x)), "verdict": decide(mean, ci, pos, neg, tie)}
+    d = over_seeds(values)
+    return d | {"verdict": {1: pos, -1: neg, 0: tie}[d["direction"]]}
 
 
 def reward_facts(runs: dict, names, probe: dict | None = None) -> dict:
@@ -91,7 +89,7 @@ def ablation_facts(borrowed: dict | None, runs: dict, variant: str = "tf2", a: s
     for metric in ("whole", "changed"):
         s = seedstats.spread(var, (b, "mode"), (a, "mode"), metric)
         d = {"mean": s["mean"][h - 1], "ci": s["ci"][h - 1], "n": s["n"]}
-        d["verdict"] = decide(d["mean"], d["ci"], "leads", "leads", "cannot be told apart")
+        d["verdict"] = {1: "leads", -1: "leads", 0: "cannot be told apart"}[decide(d["mean"], d["ci"])]
         d["leader"] = (b if d["mean"] > 0 else a) if d["verdict"] == "leads" else None
         out["lead"][metric] = d
     return out
@@ -179,7 +177,7 @@ def decide_facts(results: dict, histories: dict, cfg, seeds_doc: dict | None = N
     for metric in ("whole", "changed"):
         lead = rule((b, "mode"), (a, "mode"), metric)
         for h, d in lead.items():
-            d["verdict"] = decide(d["mean"], d["ci"], "leads", "leads", "cannot be told apart")
+            d["verdict"] = {1: "leads", -1: "leads", 0: "cannot be told apart"}[decide(d["mean"], d["ci"])]
             d["leader"] = (b if d["mean"] > 0 else a) if d["verdict"] == "leads" else None
         facts["lead"][metric] = lead
         for name in (a, b):
@@ -187,7 +185,8 @@ def decide_facts(results: dict, histories: dict, cfg, seeds_doc: dict | None = N
                 other = (name, key) if key == "latent_hold" else ("baselines", key)
                 m = rule((name, "mode"), other, metric)
                 for d in m.values():
-                    d["verdict"] = decide(d["mean"], d["ci"], "beats", "falls below", "cannot be told apart from")
+                    words = {1: "beats", -1: "falls below", 0: "cannot be told apart from"}
+                    d["verdict"] = words[decide(d["mean"], d["ci"])]
                 facts["baselines"][name].setdefault(key, {})[metric] = m
 
     # this run's window CI, labelled for what it is (window noise for one trained pair)
