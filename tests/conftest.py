@@ -6,20 +6,14 @@ thread and every model here is tiny.
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(1)
-# The precision choice is cached per CPU (device.py); tests must never write the user's cache, and a
-# run of the suite must not depend on what an earlier run measured.
-os.environ.setdefault("WM_PRECISION_CACHE", os.path.join(tempfile.mkdtemp(prefix="wm-tests-"), "precision.json"))
+from wmhelpers.config import ExperimentConfig
+from wmhelpers.data import EpisodeDataset
 
-from wmhelpers.config import ExperimentConfig  # noqa: E402
-from wmhelpers.data import EpisodeDataset  # noqa: E402
+torch.set_num_threads(1)
 
 NUM_ACTIONS = 6
 

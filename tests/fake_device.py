@@ -8,22 +8,17 @@ Inactive unless loaded with `-p fake_device` (tests/ on the path), and then driv
 
 WM_FAKE_DEVICE_NAME replaces the CPU model name everywhere (device.cpu_model, hence every
 device_record and device_name). WM_FAKE_CPU_FEATURES replaces torch's CPU probes
-(torch.cpu._is_*_supported, torch.backends.cpu.get_cpu_capability); where it makes bf16 a
-candidate, amp="auto" would time bf16 on a host that may only emulate it (minutes per step), so a
-stand-in timer answers instead (fp32 faster, as measured on an AVX2-only host), and nothing the
-suite trains changes precision. With either variable set the precision cache is a temporary
-file, never the user's.
+(torch.cpu._is_*_supported, torch.backends.cpu.get_cpu_capability), so the package's own probe
+code runs unchanged and reports the fake CPU.
 
 Nothing in the package knows about this file: it patches the package's own functions for the
 whole session (from pytest_configure, before the test modules are imported), as a test's
-monkeypatch would.
+monkeypatch would. A test can fake a CPU for itself with `fake_cpu(monkeypatch, name, features)`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import pytest
 
@@ -31,27 +26,15 @@ FEATURES = ("avx2", "avx512_bf16", "amx")
 PROBES = {"avx2": "_is_avx2_supported", "avx512_bf16": "_is_avx512_bf16_supported", "amx": "_is_amx_tile_supported"}
 
 
-def _fp32_faster(amp, device):
-    return {"off": 300.0, "bf16": 480.0}[amp]
-
-
 _PATCH: list = []
 
 
-def pytest_configure(config):
-    """Patch before collection, so module-level records (tests/test_wallclock.py's HERE) see it too."""
-    name = os.environ.get("WM_FAKE_DEVICE_NAME")
-    features = os.environ.get("WM_FAKE_CPU_FEATURES")
-    if name is None and features is None:
-        return
+def fake_cpu(mp: pytest.MonkeyPatch, name: str | None = None, features: str | None = None) -> None:
+    """Make the package see another CPU: its model name and/or its instruction sets ("avx2,amx")."""
     import torch
 
     import wmhelpers.device as dev
 
-    mp = pytest.MonkeyPatch()
-    _PATCH.append((mp, tempfile.mkdtemp(prefix="wm-fake-device-")))
-    mp.setenv(dev.PRECISION_CACHE_ENV, os.path.join(_PATCH[0][1], "precision.json"))
-    mp.setattr(dev, "_precision_choices", {})
     if name is not None:
         mp.setattr(dev, "cpu_model", lambda: name)
     if features is not None:
@@ -63,14 +46,22 @@ def pytest_configure(config):
             mp.setattr(torch.cpu, probe, (lambda on: lambda: on)(feature in have), raising=False)
         isa = "AVX512" if have & {"avx512_bf16", "amx"} else "AVX2" if "avx2" in have else "DEFAULT"
         mp.setattr(torch.backends.cpu, "get_cpu_capability", lambda: isa)
-        mp.setattr(dev, "_precision_timer", _fp32_faster)
+
+
+def pytest_configure(config):
+    """Patch before collection, so module-level records (tests/test_wallclock.py's HERE) see it too."""
+    name = os.environ.get("WM_FAKE_DEVICE_NAME")
+    features = os.environ.get("WM_FAKE_CPU_FEATURES")
+    if name is None and features is None:
+        return
+    mp = pytest.MonkeyPatch()
+    _PATCH.append(mp)
+    fake_cpu(mp, name, features)
 
 
 def pytest_unconfigure(config):
     while _PATCH:
-        mp, scratch = _PATCH.pop()
-        mp.undo()
-        shutil.rmtree(scratch, ignore_errors=True)
+        _PATCH.pop().undo()
 
 
 def pytest_report_header(config):

@@ -1,5 +1,5 @@
 """The speed helpers measure what they say (never how fast: times are not asserted), name their
-device, take their sizes from the data and the config, and amp is resolved once per device."""
+device, take their sizes from the data and the config, and the conv stack runs in the precision asked for."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import torch
 from conftest import NUM_ACTIONS, tiny_config
 
 from wmhelpers import device
-from wmhelpers.models import nets
 from wmhelpers.models.rssm import RSSMWorldModel
 from wmhelpers.models.transformer import TransformerWorldModel
 from wmhelpers.models.vae import CategoricalVAE
@@ -80,20 +79,11 @@ def test_benchmark_uses_the_public_device_helpers():
     assert benchmark.device_name is device.device_name and benchmark.median_ms is device.median_ms
 
 
-def test_amp_is_resolved_once_per_device_not_per_forward(monkeypatch):
-    calls = []
-
-    def counting(amp, dev):
-        calls.append((amp, torch.device(dev)))
-        return None
-
-    monkeypatch.setattr(nets, "resolve_amp_dtype", counting)
-    nets.amp_dtype.cache_clear()
-    try:
-        vae = CategoricalVAE(conv_widths=(8, 8, 8, 8), amp="auto")
-        obs = torch.rand(2, 3, 64, 64)
-        for _ in range(3):
-            vae.decode(vae.encode(obs))
-        assert calls == [("auto", torch.device("cpu"))]
-    finally:
-        nets.amp_dtype.cache_clear()  # drop the counting results
+@pytest.mark.parametrize("amp, dtype", [("auto", torch.float32), ("off", torch.float32), ("bf16", torch.bfloat16)])
+def test_the_conv_stack_runs_in_the_precision_asked_for_on_any_cpu(amp, dtype):
+    seen = []
+    vae = CategoricalVAE(conv_widths=(8, 8, 8, 8), amp=amp)
+    conv = next(m for m in vae.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    vae.encode(torch.rand(2, 3, 64, 64))
+    assert seen == [dtype]

@@ -64,8 +64,9 @@ def test_mps_is_refused_with_one_line_saying_why(mac, capsys, check, why):
     assert ExperimentConfig().resolve_device() == torch.device("cpu")
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 1 and why in printed[0] and "CPU" in printed[0]  # said once
-    line = describe.describe_run(ExperimentConfig(amp="off"))
+    line = describe.describe_run(ExperimentConfig(amp="off")).replace("\n  ", " ")  # undo the 110-char wrap
     assert line.splitlines()[0].startswith("device: cpu") and why in line.splitlines()[0]
+    assert all(len(x) <= 110 for x in describe.describe_run(ExperimentConfig(amp="off")).splitlines())
 
 
 def test_an_explicit_device_is_not_second_guessed(mac):

@@ -1,149 +1,94 @@
-"""amp="auto" on a CPU: bf16 only where it was MEASURED faster, remembered per CPU in a JSON cache.
+"""Precision is part of the experiment: amp="auto" is fp32 on every device, a model records the
+precision it trained in, and nothing trained in one precision is compared with another's.
 
-Every test here uses stand-in timers and stand-in CPU flags, so none depends on the host's CPU
-(the real timer is run once, on a tiny model, to show it times a real training step)."""
+No test reads the host's CPU: a fake CPU (tests/fake_device.py) stands in where the CPU matters."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import NUM_ACTIONS, make_dataset, tiny_config
+from fake_device import fake_cpu
 
 import wmhelpers.device as dev
+from wmhelpers.config import ExperimentConfig
+from wmhelpers.evaluation import seeds as seedstats
+from wmhelpers.evaluation import verdict
+from wmhelpers.models.rssm import RSSMWorldModel
 from wmhelpers.notebook_tools import describe
+from wmhelpers.runs.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from wmhelpers.training.loop import train_world_model
 
 
-class StandInTimer:
-    """timer(amp, device) -> ms from a table; counts its calls and what the global RNG did."""
-
-    def __init__(self, fp32_ms, bf16_ms):
-        self.ms = {"off": fp32_ms, "bf16": bf16_ms}
-        self.calls = []
-
-    def __call__(self, amp, device):
-        self.calls.append(amp)
-        torch.manual_seed(12345)  # a real timer builds a model: it reseeds and draws
-        torch.rand(3)
-        return self.ms[amp]
+@pytest.mark.parametrize("features", ["avx2,avx512_bf16,amx", "avx2,avx512_bf16", "avx2", ""])
+def test_auto_is_fp32_on_every_cpu_kind_amx_included(monkeypatch, features):
+    fake_cpu(monkeypatch, "Intel(R) Xeon(R) Processor", features)
+    assert dev.device_record("cpu")["amx"] == ("amx" in features)  # the fake CPU is what the package sees
+    assert dev.resolve_amp_dtype("auto", "cpu") is None and ExperimentConfig().precision == "fp32"
+    line = describe.describe_run(tiny_config(amp="auto"))
+    assert "precision: fp32" in line and "25.70" in line and "27.33" in line  # the measured reason, on the line
 
 
-@pytest.fixture
-def candidate(monkeypatch, tmp_path):
-    """A CPU where bf16 is a candidate (AMX or AVX-512 BF16), a private cache file, no answers remembered."""
-    monkeypatch.setenv(dev.PRECISION_CACHE_ENV, str(tmp_path / "precision.json"))
-    monkeypatch.setattr(dev, "_precision_choices", {})
-    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: True)
-    return tmp_path / "precision.json"
-
-
-def test_bf16_is_picked_when_measured_faster_and_both_times_are_kept(candidate):
-    timer = StandInTimer(fp32_ms=400.0, bf16_ms=220.0)
-    choice = dev.precision_choice("cpu", timer)
-    assert choice["dtype"] == torch.bfloat16 and choice["source"] == "measured"
-    assert (choice["fp32_ms"], choice["bf16_ms"]) == (400.0, 220.0) and sorted(timer.calls) == ["bf16", "off"]
-    assert dev.resolve_amp_dtype("auto", "cpu", timer) == torch.bfloat16 and len(timer.calls) == 2  # asked once
-    entry = json.loads(candidate.read_text())[dev.precision_key("cpu")]
-    assert entry["choice"] == "bf16" and entry["fp32_ms"] == 400.0 and entry["bf16_ms"] == 220.0
-
-
-@pytest.mark.parametrize("bf16_ms", [500.0, 400.0])  # slower, and a tie: fp32 either way
-def test_fp32_is_kept_unless_bf16_was_measured_faster(candidate, bf16_ms):
-    timer = StandInTimer(fp32_ms=400.0, bf16_ms=bf16_ms)
-    assert dev.resolve_amp_dtype("auto", "cpu", timer) is None
-    assert json.loads(candidate.read_text())[dev.precision_key("cpu")]["choice"] == "fp32"
-
-
-def test_a_cached_choice_is_reused_by_a_later_process_without_timing(candidate, monkeypatch):
-    dev.precision_choice("cpu", StandInTimer(400.0, 220.0))
-    monkeypatch.setattr(dev, "_precision_choices", {})  # a new process: only the file remains
-    timer = StandInTimer(400.0, 220.0)
-    choice = dev.precision_choice("cpu", timer)
-    assert timer.calls == [] and choice["source"] == "cached" and choice["dtype"] == torch.bfloat16
-    assert (choice["fp32_ms"], choice["bf16_ms"]) == (400.0, 220.0) and choice["cache"] == str(candidate)
-
-
-def test_the_cache_is_per_cpu_and_thread_count(candidate, monkeypatch):
-    dev.precision_choice("cpu", StandInTimer(400.0, 220.0))
-    monkeypatch.setattr(dev, "_precision_choices", {})
-    other = f"not-this-cpu ({dev.cpu_model()})"
-    monkeypatch.setattr(dev, "cpu_model", lambda: other)
-    timer = StandInTimer(400.0, 500.0)
-    assert dev.resolve_amp_dtype("auto", "cpu", timer) is None and len(timer.calls) == 2  # another CPU: measured
-    threads = torch.get_num_threads() + 1
-    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
-    assert dev.resolve_amp_dtype("auto", "cpu", timer) is None and len(timer.calls) == 4  # other threads: measured
-    assert len(json.loads(candidate.read_text())) == 3
-
-
-def test_a_cache_entry_cannot_pick_a_precision_its_own_numbers_call_slower(candidate, monkeypatch):
-    candidate.write_text(json.dumps({dev.precision_key("cpu"): {"choice": "bf16", "fp32_ms": 300.0,
-                                                                "bf16_ms": 480.0}}))
-    timer = StandInTimer(400.0, 220.0)
-    assert dev.resolve_amp_dtype("auto", "cpu", timer) is None and timer.calls == []
-
-
-def test_no_candidate_no_timing(candidate, monkeypatch):
-    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: False)  # e.g. AVX2 only: bf16 emulated, 28x slower
-    timer = StandInTimer(400.0, 1.0)
-    assert dev.resolve_amp_dtype("auto", "cpu", timer) is None
-    assert dev.precision_choice("cpu", timer)["source"] == "not a candidate"
-    assert timer.calls == [] and not candidate.exists()
-
-
-def test_gpu_keeps_its_rule_and_explicit_settings_are_obeyed(candidate):
-    timer = StandInTimer(400.0, 1.0)
-    assert dev.resolve_amp_dtype("auto", "cuda", timer) is None  # bf16 measured slower on an H100
-    assert dev.resolve_amp_dtype("bf16", "cpu", timer) == torch.bfloat16
-    assert dev.resolve_amp_dtype("off", "cpu", timer) is None
-    assert timer.calls == []
+def test_the_gpu_follows_the_same_rule_and_bf16_is_only_ever_asked_for():
+    for device in ("cuda", "mps", "cpu"):
+        assert dev.resolve_amp_dtype("auto", device) is None and dev.resolve_amp_dtype("off", device) is None
+        assert dev.resolve_amp_dtype("bf16", device) == torch.bfloat16
+    # the GPU preset changes the budget only: both models of a GPU comparison share one precision
+    assert ExperimentConfig.gpu().precision == ExperimentConfig().precision == "fp32"
+    assert ExperimentConfig.gpu(amp="bf16").precision == "bf16"
     with pytest.raises(ValueError, match="amp"):
         dev.resolve_amp_dtype("fp8", "cpu")
+    with pytest.raises(ValueError, match="amp"):
+        ExperimentConfig(amp="fp8")
 
 
-def test_measuring_leaves_the_training_rng_where_it_was(candidate):
-    torch.manual_seed(0)
-    expected = torch.rand(4)
-    torch.manual_seed(0)
-    dev.precision_choice("cpu", StandInTimer(400.0, 220.0))  # the stand-in reseeds and draws
-    assert torch.equal(torch.rand(4), expected)
+def test_a_trained_model_records_its_precision(tmp_path):
+    data = make_dataset([12, 14, 13], seed=2, moving_square=True)
+    cfg = tiny_config(tmp_path, train_steps=2, log_every=1, val_windows=2, val_episodes=1, amp="bf16")
+    train, val = data.split(cfg)
+    model = RSSMWorldModel.from_config(cfg, NUM_ACTIONS, device="cpu")
+    assert train_world_model(model, train, val, cfg, progress=False)["precision"] == "bf16"
 
 
-def test_a_failing_timer_means_fp32_and_nothing_cached(candidate):
-    def broken(amp, device):
-        raise RuntimeError("no bf16 kernel")
-
-    with pytest.warns(RuntimeWarning, match="no bf16 kernel"):
-        assert dev.resolve_amp_dtype("auto", "cpu", broken) is None
-    assert not candidate.exists()
-
-
-def test_cache_location_follows_the_override_then_xdg(monkeypatch, tmp_path):
-    monkeypatch.setenv(dev.PRECISION_CACHE_ENV, str(tmp_path / "x.json"))
-    assert dev.precision_cache_path() == tmp_path / "x.json"
-    monkeypatch.delenv(dev.PRECISION_CACHE_ENV)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert dev.precision_cache_path() == tmp_path / "xdg" / "wmhelpers" / "precision.json"
+def _saved(tmp_path, precision):
+    data = make_dataset([6, 7, 8], seed=4)
+    cfg = tiny_config(tmp_path)
+    model = RSSMWorldModel.from_config(cfg, NUM_ACTIONS, device="cpu")
+    history = {"steps": 1} | ({"precision": precision} if precision else {})
+    return save_checkpoint(tmp_path / "rssm.pt", model, cfg, history, data), cfg, data
 
 
-def test_the_device_line_shows_both_times_and_says_cached(candidate, monkeypatch):
-    monkeypatch.setattr(dev, "_precision_timer", StandInTimer(400.0, 220.0))
-    cfg = tiny_config(device="cpu", amp="auto")
-    line = describe.describe_run(cfg)
-    assert "400 ms in fp32 and 220 ms in bf16 (measured here)" in line and "bf16 is the faster" in line
-    monkeypatch.setattr(dev, "_precision_choices", {})
-    monkeypatch.setattr(dev, "_precision_timer", StandInTimer(1.0, 1.0))  # must not be asked
-    line = describe.describe_run(cfg)
-    assert "400 ms in fp32 and 220 ms in bf16 (cached" in line and "bf16 autocast" in line
-    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: False)
-    assert "not measured" in describe.describe_run(cfg) and "fp32" in describe.describe_run(cfg)
+def test_a_bf16_checkpoint_is_refused_against_an_fp32_experiment_and_the_error_names_the_field(tmp_path):
+    path, cfg, data = _saved(tmp_path, "bf16")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, expect=cfg.replace(amp="auto"), data=data, device="cpu")
+    assert "precision: checkpoint trained in bf16 != expected fp32" in str(err.value)
+    load_checkpoint(path, expect=cfg.replace(amp="bf16"), data=data, device="cpu")  # its own precision loads
 
 
-def test_the_registered_timer_times_a_real_training_step():
-    from wmhelpers.runs import benchmark
+def test_a_checkpoint_from_before_the_field_reads_as_fp32(tmp_path):
+    path, cfg, data = _saved(tmp_path, None)
+    load_checkpoint(path, expect=cfg.replace(amp="auto"), data=data, device="cpu")
+    load_checkpoint(path, expect=cfg.replace(amp="off"), data=data, device="cpu")  # "off" is fp32 too
+    with pytest.raises(CheckpointError, match="precision: checkpoint trained in fp32 != expected bf16"):
+        load_checkpoint(path, expect=cfg.replace(amp="bf16"), data=data, device="cpu")
 
-    # registered when the package is imported (tests/fake_device.py swaps in a stand-in when it fakes CPU flags)
-    assert dev._precision_timer is benchmark.precision_step_ms or dev._precision_timer.__module__ == "fake_device"
-    ms = benchmark.precision_step_ms("off", "cpu", cfg=tiny_config(), num_actions=6, warmup=1, repeats=1)
-    assert ms > 0
+
+def _run(value, precision=None):
+    curve = {m: {"mean": [value] * 3} for m in ("whole", "changed")}
+    model = {"psnr": {"mode": curve}} | ({"precision": precision} if precision else {})
+    return {"models": {"RSSM": model, "Transformer": model}, "baselines": {}}
+
+
+def test_a_bf16_run_is_never_merged_into_the_verdict_of_fp32_seeds():
+    cfg = ExperimentConfig()
+    doc = {"config": cfg.to_dict(), "runs": {s: _run(20.0 + int(s)) for s in ("0", "1", "2", "3")}}  # fp32, old
+    mine = _run(25.0, "bf16")
+    runs = seedstats.seed_runs(doc, mine, 0)
+    assert list(runs) == ["0"] and runs["0"] is mine
+    borrowed, differences = verdict.usable_seeds(doc, cfg.replace(amp="bf16"))
+    assert borrowed is None and any("precision" in d and "bf16" in d for d in differences)
+    # the same run in fp32 joins the file's seeds, replacing its own seed
+    runs = seedstats.seed_runs(doc, _run(25.0, "fp32"), 0)
+    assert list(runs) == ["0", "1", "2", "3"] and runs["0"]["models"]["RSSM"]["psnr"]["mode"]["whole"]["mean"][0] == 25
+    assert verdict.usable_seeds(doc, cfg) == (doc, [])

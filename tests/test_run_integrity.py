@@ -223,25 +223,6 @@ def test_gpu_preset_applies_on_cuda_only(monkeypatch):
     assert ExperimentConfig.from_env() == ExperimentConfig.smoke()  # smoke wins, unchanged
 
 
-def test_amp_auto_picks_what_was_measured_faster(monkeypatch, tmp_path):
-    monkeypatch.setenv("WM_PRECISION_CACHE", str(tmp_path / "precision.json"))
-    import wmhelpers.device as dev
-
-    assert dev.resolve_amp_dtype("auto", "cuda") is None  # bf16 measured slower on an H100; a T4 only emulates it
-    assert dev.resolve_amp_dtype("bf16", "cuda") == torch.bfloat16  # asked for explicitly
-    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: False)
-    assert dev.resolve_amp_dtype("auto", "cpu") is None  # AVX2-only EPYC: bf16 28x slower
-    monkeypatch.setattr(dev, "cpu_has_fast_bf16", lambda: True)  # a candidate: decided by timing (stand-ins here)
-    assert dev.resolve_amp_dtype("auto", "cpu", timer=lambda amp, d: {"off": 300.0, "bf16": 200.0}[amp]) == \
-        torch.bfloat16
-    monkeypatch.setenv("WM_PRECISION_CACHE", str(tmp_path / "another-cpu.json"))  # nothing remembered there ...
-    monkeypatch.setattr(dev, "_precision_choices", {})  # ... nor in this process
-    assert dev.resolve_amp_dtype("auto", "cpu", timer=lambda amp, d: {"off": 300.0, "bf16": 450.0}[amp]) is None
-    assert dev.resolve_amp_dtype("off", "cpu") is None
-    with pytest.raises(ValueError, match="amp"):
-        dev.resolve_amp_dtype("fp8", "cpu")
-
-
 # ---- the loss pairs the prediction made at a_t with z_{t+1} -------------------------------------------
 class _ScriptedDynamics(RSSMWorldModel):
     """A world model whose teacher-forced outputs are scripted: the posterior of frame t is a

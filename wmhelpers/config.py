@@ -77,7 +77,9 @@ class ExperimentConfig:
 
     # --- machine ------------------------------------------------------------------------------
     device: str = "auto"  # "auto": CUDA, then MPS, then CPU
-    amp: str = "auto"  # "auto" | "bf16" | "off": mixed precision for the conv encoder/decoder
+    # "auto" | "off": fp32 on every device; "bf16": bf16 autocast on the conv encoder/decoder. Part of
+    # the experiment (precision changes what is learned: device.BF16_FINDING), recorded with every model.
+    amp: str = "auto"
     data_dir: str = "data"
     checkpoint_dir: str = "checkpoints"
     smoke_mode: bool = field(default=False)
@@ -196,12 +198,18 @@ class ExperimentConfig:
                 return torch.device("mps")
         return torch.device("cpu")
 
-    def resolve_amp_dtype(self, device: torch.device | str | None = None, timer=None) -> torch.dtype | None:
-        """The autocast dtype for the conv parts on `device` (see device.resolve_amp_dtype: amp="auto"
-        on a CPU with AMX / AVX-512 BF16 is measured once, with `timer` or the registered one)."""
+    def resolve_amp_dtype(self, device: torch.device | str | None = None) -> torch.dtype | None:
+        """The autocast dtype for the conv parts: bf16 only for amp="bf16" (device.resolve_amp_dtype)."""
         from .device import resolve_amp_dtype
 
-        return resolve_amp_dtype(self.amp, device if device is not None else self.resolve_device(), timer)
+        return resolve_amp_dtype(self.amp, device)
+
+    @property
+    def precision(self) -> str:
+        """"fp32" or "bf16": what a model trained with this config trains in, on any device."""
+        from .device import precision_of
+
+        return precision_of(self.amp)
 
 
 # Fields that size ONE backbone. A checkpoint of one kind is compared on every field except the run
@@ -228,7 +236,7 @@ def fields_that_shape(kind: str) -> set[str]:
 # weights or the data they were trained on.
 RUN_ENVIRONMENT_FIELDS = {
     "device": "the same model on another device (wall clock is recorded separately, with the device)",
-    "amp": "a precision choice of the machine, like the device (auto picks what is fast there)",
+    "amp": "compared as the precision it trains in (config.precision: 'auto' and 'off' are both fp32)",
     "data_dir": "where the cache lives; the data themselves are checked by their fingerprint",
     "checkpoint_dir": "where files are written",
     "smoke_mode": "a label; the smoke budgets themselves are compared field by field",

@@ -7,23 +7,17 @@ checkpoint and results file records `device_record(device)`: the type (cpu / cud
 human name (the CPU model or the GPU model) and, on a CPU, the thread count and the instruction
 sets that change a step's speed (one CPU model name covers Xeons with and without AMX).
 
-Two decisions are made here and their evidence comes from a caller that can build models (this
-module imports nothing else of the package): the precision amp="auto" picks on a CPU where bf16
-is a candidate is MEASURED (`precision_choice`, with a timer that `runs/benchmark.py` registers,
-remembered per CPU in a small JSON cache), and MPS is used only after a self-check
-(`mps_refusal`, with the check that `runs/benchmark.py` registers).
+Precision is not decided here by speed: amp="auto" is fp32 on every device (`resolve_amp_dtype`),
+because bf16 changed what the model learned (BF16_FINDING). MPS is used only after a self-check
+(`mps_refusal`, with the check that `runs/benchmark.py` registers: this module cannot build a model).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import json
-import os
 import platform
 import time
 import warnings
-from pathlib import Path
 
 import torch
 
@@ -78,9 +72,8 @@ def device_record(device: torch.device | str) -> dict:
     measured on.
 
     `threads` is the torch CPU thread count on a CPU (it changes a CPU step time ~2x) and None on
-    a GPU, where it does not matter. The CPU features tell apart CPUs sold under one name: an
-    "Intel(R) Xeon(R) Processor" with AMX ran bf16 1.8x faster than fp32, one with only AVX-512
-    BF16 1.4x slower."""
+    a GPU, where it does not matter. The CPU features tell apart CPUs sold under one name (an
+    "Intel(R) Xeon(R) Processor" comes with and without AMX, and their step times differ)."""
     device = torch.device(device)
     if device.type == "cuda":
         return {"type": "cuda", "name": torch.cuda.get_device_name(device), "threads": None}
@@ -120,147 +113,29 @@ def same_device(a: dict | None, b: dict | None) -> bool:
     return all(a[k] == b[k] for k in CPU_FEATURE_KEYS if k in a and k in b)
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Intel AMX tiles or AVX-512 BF16: the only CPUs where bf16 MAY beat fp32 (a candidate, to be
-    measured: an Intel Xeon with AVX-512 BF16 and no AMX ran a step 1.4x slower in bf16)."""
-    return _cpu_flag("_is_amx_tile_supported") or _cpu_flag("_is_avx512_bf16_supported")
+# ---- precision: part of the experiment, never picked per machine ---------------------------------
+# bf16 autocast changed what this model learned: on an Intel Xeon with AMX (2 threads), where bf16
+# ran a training step faster (192 against 299 ms), the Transformer of training seed 0 trained in
+# bf16 imagined 25.70 dB at h = 1 (whole frame) against 27.33 dB for the same seed in fp32 on the
+# same machine. So "auto" is fp32 on every device, as the shipped checkpoints and seeds were trained,
+# and bf16 is only ever an explicit choice that both models of a comparison then share.
+BF16_FINDING = ("bf16 changed what this model learned: on an Intel Xeon with AMX, Transformer seed 0 trained in "
+                "bf16 imagined 25.70 dB at h = 1 against 27.33 dB in fp32 (same seed, same machine)")
+PRECISIONS = {"auto": "fp32", "off": "fp32", "bf16": "bf16"}
 
 
-# ---- amp="auto" on a CPU: measured, then remembered ----------------------------------------------
-# The timer times one training step at a precision: timer(amp, device) -> ms, amp "off" or "bf16".
-# It has to build a model, which this leaf module cannot do: runs/benchmark.py registers its
-# `precision_step_ms` here (set_precision_timer) when the package is imported.
-PRECISION_CACHE_ENV = "WM_PRECISION_CACHE"  # a file path; overrides the default location (tests use it)
-_precision_timer = None
-_precision_choices: dict[str, dict] = {}  # this process's answers, by cache key
+def precision_of(amp: str) -> str:
+    """The precision an amp setting trains in: "fp32" ("auto", "off") or "bf16" ("bf16")."""
+    if amp not in PRECISIONS:
+        raise ValueError(f"amp={amp!r}: choose one of {sorted(PRECISIONS)}")
+    return PRECISIONS[amp]
 
 
-def set_precision_timer(timer) -> None:
-    """Register timer(amp: "off" | "bf16", device) -> median ms of a training step (or None)."""
-    global _precision_timer
-    _precision_timer = timer
-
-
-def precision_cache_path() -> Path:
-    """$WM_PRECISION_CACHE, else $XDG_CACHE_HOME/wmhelpers/precision.json (~/.cache by default)."""
-    if os.environ.get(PRECISION_CACHE_ENV):
-        return Path(os.environ[PRECISION_CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "wmhelpers" / "precision.json"
-
-
-def precision_key(device: torch.device | str) -> str:
-    """The machine a precision timing holds for: the device record (CPU model, threads, instruction
-    sets) and the torch version (its bf16 kernels change between releases)."""
-    return json.dumps({"record": device_record(device), "torch": torch.__version__.split("+")[0]}, sort_keys=True)
-
-
-def _read_precision_cache(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_precision_cache(path: Path, key: str, entry: dict) -> str | None:
-    """Add one entry (atomically: write a temporary file, then rename); the problem, or None."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = _read_precision_cache(path)
-        data[key] = entry
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-        return None
-    except OSError as err:
-        return f"{type(err).__name__}: {err}"
-
-
-def precision_choice(device: torch.device | str, timer=None) -> dict:
-    """What amp="auto" picks on `device`, and why: {"dtype": torch.bfloat16 or None (fp32),
-    "source": "gpu rule" | "not a candidate" | "measured" | "cached" | "not measured",
-    "fp32_ms", "bf16_ms" (where timed), "cache" (its path, where used), "note" (why not measured)}.
-
-    - CUDA: fp32 (today's rule: on an H100 a bf16-autocast Transformer step took 23.1 ms against
-      19.3 ms in fp32, launch-bound at this size; a T4 has no native bf16 at all). MPS and
-      anything else: fp32.
-    - CPU without AMX / AVX-512 BF16: fp32, not measured (bf16 is emulated there: an AVX2-only AMD
-      EPYC took 9.4 s vs 0.34 s per step, 28x slower).
-    - CPU with AMX or AVX-512 BF16 (a candidate): the answer cached for this CPU, threads and torch
-      version; else one training step is timed both ways (`timer`, default the registered one)
-      and bf16 is picked only if it was measured FASTER; the answer is cached. No timer, or a
-      timer that fails: fp32, not cached (it is tried again in the next process).
-    The timer runs with the global RNG state saved and restored, so measuring never changes what
-    is trained afterwards.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        return {"dtype": None, "source": "gpu rule"}
-    if device.type != "cpu":
-        return {"dtype": None, "source": "not a candidate"}
-    if not cpu_has_fast_bf16():
-        return {"dtype": None, "source": "not a candidate"}
-    key = precision_key(device)
-    if key in _precision_choices:
-        return _precision_choices[key]
-    path = precision_cache_path()
-    entry = _read_precision_cache(path).get(key)
-    if isinstance(entry, dict) and entry.get("choice") in ("bf16", "fp32"):
-        out = _choice(entry["choice"] == "bf16" and _faster(entry), "cached", entry, path)
-        _precision_choices[key] = out
-        return out
-    timer = timer or _precision_timer
-    if timer is None:
-        return {"dtype": None, "source": "not measured", "note": "no step timer registered"}
-    print(f"amp='auto': this CPU has AMX or AVX-512 BF16, so a training step is timed in fp32 and in bf16 "
-          f"(once for this CPU; the answer is kept in {path})")
-    try:
-        with torch.random.fork_rng(devices=[]):
-            fp32_ms, bf16_ms = float(timer("off", device)), float(timer("bf16", device))
-    except Exception as err:  # noqa: BLE001  (a failed timing must never fail the run: fp32)
-        note = f"timing failed: {type(err).__name__}: {err}".splitlines()[0][:200]
-        warnings.warn(f"amp='auto': {note}; using fp32", RuntimeWarning, stacklevel=2)
-        out = {"dtype": None, "source": "not measured", "note": note}
-        _precision_choices[key] = out
-        return out
-    entry = {"choice": "bf16" if bf16_ms < fp32_ms else "fp32", "fp32_ms": fp32_ms, "bf16_ms": bf16_ms,
-             "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    problem = _write_precision_cache(path, key, entry)
-    out = _choice(entry["choice"] == "bf16", "measured", entry, path)
-    if problem:
-        out["note"] = f"not cached ({problem})"
-    _precision_choices[key] = out
-    return out
-
-
-def _faster(entry: dict) -> bool:
-    """A cached "bf16" holds only if its own numbers say bf16 was faster (a hand-edited file cannot
-    make amp=auto pick a precision measured slower)."""
-    try:
-        return float(entry["bf16_ms"]) < float(entry["fp32_ms"])
-    except (KeyError, TypeError, ValueError):
-        return False
-
-
-def _choice(bf16: bool, source: str, entry: dict, path: Path) -> dict:
-    return {"dtype": torch.bfloat16 if bf16 else None, "source": source, "fp32_ms": entry.get("fp32_ms"),
-            "bf16_ms": entry.get("bf16_ms"), "cache": str(path)}
-
-
-def resolve_amp_dtype(amp: str, device: torch.device | str, timer=None) -> torch.dtype | None:
-    """The autocast dtype for the conv encoder/decoder: torch.bfloat16 or None (fp32).
-
-    "off" -> fp32; "bf16" -> bf16 wherever asked; "auto" -> `precision_choice`: fp32 on a GPU and
-    on CPUs without AMX / AVX-512 BF16; on a CPU with them, whichever a training step was MEASURED
-    faster in (bf16 never wins on flags alone: flags did not predict it)."""
-    if amp == "off":
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp != "auto":
-        raise ValueError(f"amp={amp!r}: choose 'auto', 'bf16' or 'off'")
-    return precision_choice(device, timer)["dtype"]
+def resolve_amp_dtype(amp: str, device: torch.device | str | None = None) -> torch.dtype | None:
+    """The autocast dtype for the conv encoder/decoder: torch.bfloat16 for amp="bf16", else None
+    (fp32). The same on every device: precision changes what is learned (BF16_FINDING), so it is
+    a setting of the experiment, not of the machine."""
+    return torch.bfloat16 if precision_of(amp) == "bf16" else None
 
 
 # ---- MPS only after a self-check ------------------------------------------------------------------
@@ -299,10 +174,6 @@ def mps_refusal(check=None) -> str | None:
     if reason is not None:
         print(f"MPS (Apple GPU) is available but not used: {reason}. Running on the CPU.")
     return reason
-
-
-def precision_name(dtype: torch.dtype | None) -> str:
-    return "bf16 autocast (conv parts)" if dtype == torch.bfloat16 else "fp32"
 
 
 def seconds(fn, device: torch.device | str) -> float:

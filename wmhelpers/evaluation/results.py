@@ -28,6 +28,7 @@ def plain(x):
 def training_summary(history: dict) -> dict:
     return {"steps": history.get("steps"), "train_seconds": history.get("train_seconds"),
             "ms_per_step": history.get("ms_per_step"), "device": history.get("device"),
+            "precision": history.get("precision", "fp32"),
             "final_val_next_frame_mse": (history.get("val_next_frame_mse") or [None])[-1],
             "final_val": {k: v[-1] for k, v in history.get("val", {}).items()}}
 
@@ -42,6 +43,7 @@ def save_results(path, results: dict, histories: dict, cfg, data, device: str | 
         "results_version": RESULTS_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": device,
+        "precision": cfg.precision,
         "torch_version": str(torch.__version__),
         "data_fingerprint": data.fingerprint(),
         "config": cfg.to_dict(),

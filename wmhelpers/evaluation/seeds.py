@@ -14,6 +14,7 @@ evaluation windows (all chosen by `cfg.seed`) stay fixed.
                             "psnr": {curve: {"whole" | "changed": {"mean": [H], ...}}},
                             "reward": {"n", "event_rate", "auprc", "mse", "mse_zero", "mse_mean"},
                             "ms_per_step", "train_seconds", "device", "device_record",
+                            "precision" ("fp32" | "bf16"; absent in older records: fp32),
                             "val_curve": {"step", "loss", "next_frame_mse"}, "final_val": {...}}},
                          "baselines": {"copy_last" | "context_mean": {"whole" | "changed": {...}}}}},
      "variants": {"<name>": {"overrides": {field: value}, "runs": {"<seed>": {"models": {"Transformer": ...}}}}},
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import RUN_ENVIRONMENT_FIELDS, ExperimentConfig
+from ..device import precision_of
 from .results import plain
 from .stats import interval
 
@@ -56,6 +58,7 @@ def seed_record(results: dict, histories: dict) -> dict:
             "psnr": plain(curves), "reward": plain(results.get("reward", {}).get(name)),
             "ms_per_step": h.get("ms_per_step"), "train_seconds": h.get("train_seconds"),
             "device": h.get("device"), "device_record": h.get("device_record"),
+            "precision": h.get("precision", "fp32"),
             "val_curve": _val_curve(h), "final_val": {k: v[-1] for k, v in h.get("val", {}).items()},
         }
     return {"models": models, "baselines": plain(results["baselines"])}
@@ -76,12 +79,23 @@ def load_seeds(path) -> dict | None:
 
 def config_differences(doc: dict, cfg: ExperimentConfig) -> list[str]:
     """Fields (other than the training seed and the run environment) where the seeds file's
-    config differs from this run's: a spread measured at another budget is not borrowed."""
+    config differs from this run's, and its precision if that differs: a spread measured at
+    another budget or in another precision is not borrowed."""
     want = cfg.to_dict()
     have = doc.get("config", {})
     skip = set(RUN_ENVIRONMENT_FIELDS) - {"context", "horizon", "eval_windows", "changed_threshold"}
     skip |= {"train_seed"}
-    return [k for k in sorted(set(want) | set(have)) if k not in skip and want.get(k) != have.get(k)]
+    out = [k for k in sorted(set(want) | set(have)) if k not in skip and want.get(k) != have.get(k)]
+    theirs = precision_of(have.get("amp", "auto"))
+    if theirs != cfg.precision:
+        out.append(f"precision (the seeds were trained in {theirs}, this run in {cfg.precision})")
+    return out
+
+
+def run_precision(run: dict) -> str:
+    """The precision a seed's models trained in; records made before it was kept were all fp32."""
+    found = {m.get("precision", "fp32") for m in run["models"].values()}
+    return found.pop() if len(found) == 1 else "mixed"
 
 
 # ---- statistics over seeds -----------------------------------------------------------------------
@@ -98,6 +112,8 @@ def seed_runs(doc: dict | None, this_run: dict | None = None, this_seed=None, se
     another machine is judged on what it measured, never on the shipped numbers under its name."""
     runs = dict((section if section is not None else (doc or {})).get("runs", {}))
     if this_run is not None:
+        # one precision per verdict: a run in another precision never joins it (device.BF16_FINDING)
+        runs = {s: r for s, r in runs.items() if run_precision(r) == run_precision(this_run)}
         runs[str(this_seed)] = this_run
     return dict(sorted(runs.items(), key=lambda kv: int(kv[0])))
 

@@ -7,7 +7,6 @@ model cannot differ between them.
 from __future__ import annotations
 
 import contextlib
-import functools
 
 import torch
 from torch import nn
@@ -15,18 +14,9 @@ from torch import nn
 from ..device import resolve_amp_dtype
 
 
-@functools.lru_cache(maxsize=None)
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """resolve_amp_dtype, asked once per (amp setting, device) and remembered.
-
-    A model's precision depends on the device it runs on, which can change after construction
-    (`.to(device)`), so it is resolved at first use on each device, not on every forward pass."""
-    return resolve_amp_dtype(amp, device)
-
-
 def autocast_context(x: torch.Tensor, amp: str):
-    """bf16 autocast for the conv stacks where it helps (see device.resolve_amp_dtype), else nothing."""
-    dtype = amp_dtype(amp, x.device)
+    """bf16 autocast for the conv stacks when amp="bf16" (device.resolve_amp_dtype), else nothing."""
+    dtype = resolve_amp_dtype(amp, x.device)
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=x.device.type, dtype=dtype)

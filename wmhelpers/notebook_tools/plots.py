@@ -9,6 +9,7 @@ poses a question about are returned by a sibling function (`loss_trend`,
 from __future__ import annotations
 
 import re
+import textwrap
 
 import numpy as np
 import torch
@@ -292,17 +293,25 @@ def gap_vs_horizon(runs: dict, a: str = "RSSM", b: str = "Transformer", this_see
     return fig
 
 
-def threads_words(text: str) -> str:
-    """"1 threads" -> "1 thread" in a device name (records written before the fix say "1 threads")."""
-    return re.sub(r"\b1 threads\b", "1 thread", str(text))
-
-
 def _device_label(history: dict) -> str:
     """What a history's wall clock was measured on, e.g. "cpu: AMD EPYC, 2 threads" ("1 thread")."""
     device = history.get("device", "unknown device")
     if isinstance(device, dict):  # a device record {type, name, threads}
         device = f"{device.get('type')}: {device.get('name')}"
-    return threads_words(device)
+    # histories recorded before device_name learned the singular say "1 threads"
+    return re.sub(r"\b1 threads\b", "1 thread", str(device)).replace(" (projected)", "")
+
+
+def device_tags(histories: dict) -> dict:
+    """{full device label: short tag} ("cpu 1", "cpu 2", "cuda 1", in order of appearance): legends
+    carry the tag, one caption line the full names, so no host's long CPU name can widen a legend."""
+    tags: dict = {}
+    for h in histories.values():
+        for record in filter(None, (h.get("projected_from"), h)):  # where it trained, then where it is drawn
+            full = _device_label(record)
+            kind = full.split(":")[0]
+            tags.setdefault(full, f"{kind} {sum(t.startswith(kind + ' ') for t in tags.values()) + 1}")
+    return tags
 
 
 def _plain_log_ticks(ax, axis: str = "y") -> None:
@@ -330,31 +339,30 @@ EFFICIENCY_METRICS = (
 )
 
 
-def efficiency(histories: dict, time_scale: dict | None = None, projected_on: str | None = None,
-               skip_untrained: bool = True) -> Figure:
+def efficiency(histories: dict) -> Figure:
     """Validation loss (top) and the architecture-neutral next-frame MSE (bottom), vs training
-    wall-clock (left) and vs gradient step (right). Each legend entry names its device: wall
-    clocks only compare on the same device.
+    wall-clock (left) and vs gradient step (right). Each legend entry names its device by a short
+    tag (device_tags), the caption line under the figure the full names: wall clocks only compare
+    on the same device.
 
-    The validation loss is what the spec asks for, but each model's loss is its own objective
-    (the RSSM's prior and the Transformer's next-token head are different predictors), so the
-    next-frame MSE, which decodes one-step predictions the same way for both, is shown beside it.
+    The validation loss is what each model's training minimises, but each model's loss is its own
+    objective (the RSSM's prior and the Transformer's next-token head are different predictors),
+    so the next-frame MSE, which decodes one-step predictions the same way for both, is shown beside it.
 
-    time_scale: {name: seconds per gradient step}. That model's curve is drawn on the left at
-    step * seconds_per_step (dashed, labelled "projected") instead of its recorded wall clock:
-    for a checkpoint trained on another machine, placed on this device's time axis from a
-    short timing burst here. projected_on names the device the seconds were measured on.
-    A history made by `wallclock.project` (it has "projected_from") is drawn the same way.
-    skip_untrained leaves out the step-0 record: the untrained loss is ~100x the rest and would
+    A history made by `wallclock.project` (it has "projected_from": a checkpoint trained on another
+    machine, placed on this device's time axis from a short timing burst here) is drawn dashed and
+    labelled projected. The step-0 record is left out: the untrained loss is ~100x the rest and would
     flatten every curve that matters against the bottom of the axes.
     """
-    time_scale = time_scale or {}
+    tags = device_tags(histories)
     fig, axes = _figure(10.0, 6.6, ncols=2, nrows=2)
     for name, h in histories.items():
         c = MODEL_COLORS.get(name)
-        first = 1 if skip_untrained and h["step"] and h["step"][0] == 0 else 0
+        first = 1 if h["step"] and h["step"][0] == 0 else 0
         steps = np.asarray(h["step"][first:], dtype=float)
         wall = np.asarray(h["wall_seconds"][first:], dtype=float)
+        here = tags[_device_label(h)]
+        trained_on = tags[_device_label(h["projected_from"])] if "projected_from" in h else here
         for row, (key, _) in enumerate(EFFICIENCY_METRICS):
             y = h
             for k in key:
@@ -362,18 +370,11 @@ def efficiency(histories: dict, time_scale: dict | None = None, projected_on: st
             if not isinstance(y, list) or not y:
                 continue
             y = y[first:]
-            trained_on = _device_label(h.get("projected_from", h))
-            if name in time_scale:
-                spp = float(time_scale[name])
-                where = f" on {threads_words(projected_on)}" if projected_on else ""
-                axes[row, 0].plot(steps * spp, y, color=c, ls="--", marker=".",
-                                  label=f"{name}, projected: {1000 * spp:.0f} ms/step{where}")
-            elif "projected_from" in h:  # already placed on this device's time axis (wallclock.project)
+            if "projected_from" in h:
                 axes[row, 0].plot(wall, y, color=c, ls="--", marker=".",
-                                  label=f"{name}, projected: {h['ms_per_step']:.0f} ms/step on {_device_label(h)}"
-                                  .replace(" (projected)", ""))
+                                  label=f"{name}, projected onto {here}: {h['ms_per_step']:.0f} ms/step")
             else:
-                axes[row, 0].plot(wall, y, color=c, marker=".", label=f"{name} ({trained_on})")
+                axes[row, 0].plot(wall, y, color=c, marker=".", label=f"{name} ({here})")
             axes[row, 1].plot(steps, y, color=c, marker=".", label=f"{name} (trained on {trained_on})")
     for row, (_, ylabel) in enumerate(EFFICIENCY_METRICS):
         for col, xlabel in enumerate(("training wall-clock (s, validation excluded)", "gradient step")):
@@ -396,6 +397,8 @@ def efficiency(histories: dict, time_scale: dict | None = None, projected_on: st
                                 ncols=1, frameon=False)
     axes[0, 0].set_title("same budget, vs time", fontsize=10)
     axes[0, 1].set_title("same budget, vs gradient step", fontsize=10)
+    caption = "; ".join(f"{tag} = {full}" for full, tag in tags.items())
+    fig.supxlabel(textwrap.fill(caption, 150), fontsize=8, ha="left", x=0.01)
     return fig
 
 
@@ -466,9 +469,10 @@ def attention_cost(sweep: dict) -> Figure:
     ax.set_yscale("log")
     ax.set_xlabel("sequence length (time steps; the Transformer sees 2 tokens per step)")
     ax.set_ylabel("ms per dynamics training step")
-    ax.set_title(f"dynamics only, batch {sweep['batch']}, {threads_words(sweep['device'])}", fontsize=9)
+    ax.set_title(f"dynamics only, batch {sweep['batch']}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    fig.supxlabel(textwrap.fill(f"measured on {sweep['device']}", 90), fontsize=8, ha="left", x=0.01)
     return fig
 
 

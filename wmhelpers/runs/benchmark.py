@@ -10,11 +10,11 @@ on a shared, noisy machine; never assert a time in a unit test).
 
 Every result names its device (`device.device_name`): a time means nothing without it.
 
-It also supplies the evidence for two decisions device.py makes but cannot measure itself (a leaf
-module: it cannot build a model): `precision_step_ms` times a training step in fp32 and in bf16
-for amp="auto", and `mps_self_check` compares a training step and an imagination step on MPS with
-the CPU's. Both are registered with device.py when this module is imported (the package's
-__init__ imports it).
+It also supplies the evidence for a decision device.py makes but cannot measure itself (a leaf
+module: it cannot build a model): `mps_self_check` compares a training step and an imagination
+step on MPS with the CPU's; it is registered with device.py when this module is imported (the
+package's __init__ imports it). The fp32 and bf16 step times are reported side by side, as
+information: precision is chosen by the experiment, never by speed (device.BF16_FINDING).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 
 from ..config import ExperimentConfig
 from ..data import cache_paths, load_or_collect
-from ..device import device_name, median_ms, resolve_amp_dtype, seconds, set_mps_check, set_precision_timer
+from ..device import device_name, median_ms, resolve_amp_dtype, seconds, set_mps_check
 from ..models import latent
 from ..models.rssm import RSSMWorldModel
 from ..models.transformer import TransformerDynamics, TransformerWorldModel, imagination_backend
@@ -247,21 +247,6 @@ def synthetic_batch(cfg: ExperimentConfig, num_actions: int, batch: int, seq_len
             "cont": torch.ones(batch, seq_len)}
 
 
-def precision_step_ms(amp: str, device, cfg: ExperimentConfig | None = None, num_actions: int = BOXING_ACTIONS,
-                      warmup: int = 2, repeats: int = 3) -> float:
-    """Median wall ms of one Transformer training step (`TrainStep`: loss, backward, clipping, Adam)
-    with amp "off" (fp32) or "bf16", on `device`: the experiment's model size, batch and sequence
-    length (cfg, default ExperimentConfig()) on a fixed synthetic batch, `warmup` untimed steps and
-    `repeats` timed ones. The timer behind amp="auto" on a CPU (device.precision_choice), which
-    calls it once per precision; a few seconds on a CPU. A throwaway model: nothing it does is kept."""
-    cfg = (cfg or ExperimentConfig()).replace(amp=amp, device=str(torch.device(device)))
-    with torch.inference_mode(False), torch.enable_grad():
-        model = TransformerWorldModel.from_config(cfg, num_actions, device=device)
-        batch = {k: v.to(device) for k, v in synthetic_batch(cfg, num_actions, cfg.batch_size, cfg.seq_len).items()}
-        ms, _ = train_step_ms(model, batch, cfg, repeats=repeats, warmup=warmup, graphs=False)
-    return ms
-
-
 def _mode_sample(logits: torch.Tensor, generator=None) -> torch.Tensor:
     return latent.mode_one_hot(logits)
 
@@ -316,5 +301,4 @@ def mps_self_check(device="mps", reference="cpu", rtol: float = 1e-3, atol: floa
     return None
 
 
-set_precision_timer(precision_step_ms)
 set_mps_check(mps_self_check)

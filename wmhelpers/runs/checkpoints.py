@@ -9,7 +9,8 @@ is plain Python (str, int, float, bool, list, dict, None). Layout (FORMAT_VERSIO
     model_config      dict: the model's config (every number it is built from: WorldModel.config_from)
     experiment        dict: the ExperimentConfig it was trained with
     data_fingerprint  sha256 of the dataset it was trained on
-    history           dict: what train_world_model returned
+    history           dict: what train_world_model returned, including "precision" ("fp32" or
+                      "bf16"; compared with the experiment's, a missing one reads as fp32)
     meta              dict: torch version, device (a name), device_record ({type, name, threads}),
                       wall seconds, created (UTC, ISO 8601)
     state_dict        the model's tensors (stored on the CPU)
@@ -29,7 +30,7 @@ import torch
 from ..config import ExperimentConfig, fields_that_shape
 from ..data import EpisodeDataset
 from ..device import device_name, device_record
-from ..evaluation.wallclock import train_here
+from ..evaluation.wallclock import burst_ms_per_step, train_here
 from ..models import MODEL_REGISTRY
 from ..training.loop import train_world_model
 
@@ -116,6 +117,11 @@ def checkpoint_mismatches(ckpt: dict, expect: ExperimentConfig | None = None, da
                 diffs.append(f"{k}: checkpoint has {exp[k]!r}, a field this version does not know")
             elif exp[k] != want[k]:
                 diffs.append(f"{k}: checkpoint {exp[k]!r} != expected {want[k]!r}")
+        # precision shapes what is learned (device.BF16_FINDING); a checkpoint made before it was
+        # recorded was trained in fp32, as every model then was
+        have = ckpt.get("history", {}).get("precision", "fp32")
+        if have != expect.precision:
+            diffs.append(f"precision: checkpoint trained in {have} != expected {expect.precision} (amp={expect.amp!r})")
     if data is not None:
         if mc.get("num_actions") != data.num_actions:
             diffs.append(f"num_actions: checkpoint {mc.get('num_actions')!r} != expected {data.num_actions!r}")
@@ -181,7 +187,9 @@ def load_or_train(model_cls, path, cfg: ExperimentConfig, data: EpisodeDataset, 
                   f"{history.get('train_seconds', 0):.0f} s on {history.get('device')}.")
             return model, history
     except CheckpointError as exc:
-        print(f"Not using {path}: {exc}\nTraining it now with the same function and budget.")
+        ms = burst_ms_per_step(model_cls, cfg, train, data.num_actions)
+        print(f"Not using {path}: {exc}\nTraining it now with the same function and budget: about "
+              f"{cfg.train_steps * ms / 60_000:.0f} min here ({ms:.0f} ms/step timed over a short burst).")
     model = model_cls.from_config(cfg, num_actions=data.num_actions)
     history = train_world_model(model, train, val, cfg, progress=progress)
     save_checkpoint(path, model, cfg, history, data)

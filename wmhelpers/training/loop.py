@@ -76,7 +76,8 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
       "train": {term: [..]} (mean over the steps since the last record), "val": {term: [..]},
       "val_next_frame_mse": [..], "ms_per_step", "train_seconds",
       "device": "cpu: AMD EPYC, 2 threads" (device.device_name), "device_record": {type, name, threads},
-      "train_seed", "step_backend" (step.TrainStep.backend: "eager" or "CUDA graph"),
+      "train_seed", "precision" ("fp32" or "bf16": config.precision),
+      "step_backend" (step.TrainStep.backend: "eager" or "CUDA graph"),
     }
     Records are taken at step 0 (before any update), every cfg.log_every steps and at the end.
 
@@ -90,7 +91,8 @@ def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: Ex
     step_fn = TrainStep(model, cfg)
     windows = validation_windows(val, cfg)
     history = {"kind": model.kind, "steps": cfg.train_steps, "device": device_name(device),
-               "device_record": device_record(device), "train_seed": cfg.train_seed, "step": [],
+               "device_record": device_record(device), "train_seed": cfg.train_seed,
+               "precision": cfg.precision, "step": [],
                "wall_seconds": [], "train": {}, "val": {}, "val_next_frame_mse": []}
     # the terms of every step are summed on the device and read back only every READ_EVERY steps:
     # float64 (where the device has it), so the sums equal those of the per-step Python floats
