@@ -13,7 +13,6 @@ from fake_device import fake_cpu
 import wmhelpers.device as dev
 from wmhelpers.config import ExperimentConfig
 from wmhelpers.evaluation import seeds as seedstats
-from wmhelpers.evaluation import verdict
 from wmhelpers.models.rssm import RSSMWorldModel
 from wmhelpers.notebook_tools import describe
 from wmhelpers.runs.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
@@ -80,15 +79,26 @@ def _run(value, precision=None):
     return {"models": {"RSSM": model, "Transformer": model}, "baselines": {}}
 
 
+def _results():
+    curves = {"mode": {m: {"mean": [25.0] * 3} for m in ("whole", "changed")}}
+    return {"models": {"RSSM": curves, "Transformer": curves}, "baselines": {}}
+
+
+def _histories(precision):
+    return {name: {"precision": precision} for name in ("RSSM", "Transformer")}
+
+
 def test_a_bf16_run_is_never_merged_into_the_verdict_of_fp32_seeds():
     cfg = ExperimentConfig()
     doc = {"config": cfg.to_dict(), "runs": {s: _run(20.0 + int(s)) for s in ("0", "1", "2", "3")}}  # fp32, old
     mine = _run(25.0, "bf16")
     runs = seedstats.seed_runs(doc, mine, 0)
     assert list(runs) == ["0"] and runs["0"] is mine
-    borrowed, differences = verdict.usable_seeds(doc, cfg.replace(amp="bf16"))
-    assert borrowed is None and any("precision" in d and "bf16" in d for d in differences)
+    merged = seedstats.merge(_results(), _histories("bf16"), cfg.replace(amp="bf16"), doc)
+    assert merged["borrowed"] is None and list(merged["runs"]) == ["0"]
+    assert any("precision" in d and "bf16" in d for d in merged["differences"])
     # the same run in fp32 joins the file's seeds, replacing its own seed
     runs = seedstats.seed_runs(doc, _run(25.0, "fp32"), 0)
     assert list(runs) == ["0", "1", "2", "3"] and runs["0"]["models"]["RSSM"]["psnr"]["mode"]["whole"]["mean"][0] == 25
-    assert verdict.usable_seeds(doc, cfg) == (doc, [])
+    merged = seedstats.merge(_results(), _histories("fp32"), cfg, doc)
+    assert merged["borrowed"] is doc and list(merged["runs"]) == ["0", "1", "2", "3"] and not merged["differences"]

@@ -77,6 +77,49 @@ def test_seed_table_rows_means_and_width():
     assert abs(mean[2] - 28.2) < 1e-9  # the mean of 28.0 .. 28.4: the shipped rows are not in it
     half = [r for r in t.rows if r is not None and r[:2] == ["± (95 % t)", "RSSM"]][0]
     assert abs(half[2] - 2.776445 * math.sqrt(0.025) / math.sqrt(5)) < 1e-5  # sd of 0,.1,..,.4 = sqrt(0.025)
-    assert "5 training seeds" in t.caption and "not in the mean" in t.caption
+    assert "5 training seeds" in t.caption and "in the mean and the verdict" in t.caption
+    assert "Two rows for seed 0" in t.caption
     assert "<table" in t._repr_html_() and "0 (shipped)" in t._repr_html_()
     assert "mean" not in [r[0] for r in tables.seed_table({"0": runs["0"]}).rows if r is not None]
+
+
+def _facts_of(runs):
+    from wmhelpers.config import ExperimentConfig
+    from wmhelpers.evaluation.verdict import pair_facts
+
+    for run in runs.values():
+        for name, model in run["models"].items():
+            model["psnr"]["latent_hold"] = _curve(27.0 if name == "RSSM" else 28.5)
+            model["psnr"]["recon_ceiling"] = _curve(29.0)
+            model["reward"] = {"event_rate": 0.03, "auprc": 0.05, "mse": 0.03, "mse_zero": 0.031, "mse_mean": 0.0305}
+        run["baselines"] = {k: _curve(26.0) for k in ("copy_last", "context_mean")}
+    merged = {"runs": runs, "borrowed": None, "differences": [], "shipped": None}
+    return pair_facts({"horizons": list(range(1, H + 1))}, merged, ExperimentConfig())
+
+
+def test_verdict_tables_show_every_direction_with_its_mark_and_fit_the_page():
+    runs = _runs()
+    facts = _facts_of(runs)
+    t = tables.baseline_margin_table(facts)
+    rssm_hold = [r for r in t.rows if r and r[:3] == ["RSSM", "whole", "latent-hold"]][0]
+    tf_hold = [r for r in t.rows if r and r[:3] == ["Transformer", "whole", "latent-hold"]][0]
+    assert rssm_hold[3].endswith("▲") and tf_hold[3].endswith("▼")  # 28 + 0.2 > 27 + 0.2; 27.8 < 28.5
+    assert [c.split()[-1] for c in rssm_hold[3:]] == ["▲"] * 4 and _width(str(t)) <= 110
+    r = tables.reward_verdict_table(facts)
+    assert [row[0] for row in r.rows] == ["RSSM", "Transformer"] and r.rows[0][3].endswith("▲")  # 0.02 above
+    assert r.title != t.title
+    runs["4"]["models"]["RSSM"]["reward"] = None  # a record made before reward heads were scored
+    t2 = tables.reward_table(runs)
+    assert "No row for RSSM seed 4" in t2.caption and len(t2.rows) == 9
+
+
+def test_difference_tables_carry_the_ceiling_gap_and_their_own_titles():
+    runs = _runs()
+    for run in runs.values():
+        for name, model in run["models"].items():
+            model["psnr"]["recon_ceiling"] = _curve(29.1 if name == "RSSM" else 28.9)
+    main = tables.difference_table(runs, horizons=(1, 3, 5, 10))
+    ablation = tables.difference_table(runs, horizons=(1,), title="2-layer ablation − RSSM")
+    assert main.title != ablation.title and ablation.title == "2-layer ablation − RSSM"
+    gap = [r for r in main.rows if r and r[0] == "ceiling gap"][0]
+    assert [round(v, 6) for v in gap[1:]] == [-0.2] * 8 and "ceiling gap" in main.caption

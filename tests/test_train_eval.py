@@ -98,7 +98,7 @@ def test_save_results_is_plain_json(cfg, data, tmp_path):
     assert doc["training"]["RSSM"]["ms_per_step"] > 0
     assert "raw" not in doc["psnr"]
     assert wm.load_results(path)["config"] == cfg.to_dict()
-    facts = wm.verdict.decide_facts(res, hist, cfg)
+    facts = wm.verdict.pair_facts(res, wm.seeds.merge(res, hist, cfg, None), cfg)
     assert set(facts["lead"]["whole"]) == {1, 3}  # only horizons that exist (H=3)
 
 

@@ -16,10 +16,10 @@ import numpy as np
 
 from .seeds import per_seed, spread
 from .stats import decide, t_multiplier
+from .verdict import WORDS
 
 METRICS = ("whole", "changed")
 METRIC_WORDS = {"whole": "whole frame", "changed": "changed pixels"}
-TIE = "cannot be told apart"
 
 
 def _seed_key(seed):
@@ -68,7 +68,6 @@ def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizo
     seeds = next(iter(data.values()))["seeds"] if data else []
     out = {"a": a, "b": b, "seeds": seeds, "columns": columns,
            "diff": {s: [float(data[m]["per_seed"][i, h - 1]) for m, h in columns] for i, s in enumerate(seeds)}}
-    words = {1: f"{b} leads", -1: f"{a} leads", 0: TIE}
     for key in ("mean", "sd", "half", "t", "n", "lo", "hi", "direction", "verdict"):
         out[key] = []
     for m, h in columns:
@@ -83,5 +82,5 @@ def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizo
         out["lo"].append(mean - half)
         out["hi"].append(mean + half)
         out["direction"].append(decide(mean, half))
-        out["verdict"].append(words[out["direction"][-1]])
+        out["verdict"].append(WORDS["lead"][out["direction"][-1]].format(a=a, b=b))
     return out

@@ -118,6 +118,17 @@ def seed_runs(doc: dict | None, this_run: dict | None = None, this_seed=None, se
     return dict(sorted(runs.items(), key=lambda kv: int(kv[0])))
 
 
+def merge(results: dict, histories: dict, cfg: ExperimentConfig, doc: dict | None) -> dict:
+    """The seeds the verdict is decided over, merged once: {"runs": {seed: run} (the seeds file when
+    its configuration and precision match this run's, with THIS run as its own seed), "borrowed":
+    the file or None, "differences": why it was not borrowed, "shipped": the file's own entry for
+    this run's seed (shown beside it, not in the verdict), "doc": the file as read}."""
+    differences = config_differences(doc, cfg) if doc else ["no seeds file"]
+    borrowed = None if differences else doc
+    return {"runs": seed_runs(borrowed, seed_record(results, histories), cfg.train_seed), "borrowed": borrowed,
+            "differences": differences, "shipped": shipped_run(borrowed, cfg.train_seed), "doc": doc}
+
+
 def shipped_run(doc: dict | None, seed) -> dict | None:
     """The seeds file's own entry for `seed` (shown beside this run's, labelled as shipped)."""
     return (doc or {}).get("runs", {}).get(str(seed))

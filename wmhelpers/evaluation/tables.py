@@ -215,14 +215,17 @@ def seed_table(runs: dict, this_seed=None, horizons=(1, 3, 5, 10), names=("RSSM"
     caption = (f"{n} training seed{'s' if n != 1 else ''}; mean and ± (the half-width of the 95 % t-interval) "
                "are over training seeds (training noise), not over evaluation windows.")
     if shipped is not None:
-        caption += " The shipped rows are the committed checkpoints, shown for comparison and not in the mean."
+        caption += (f" Two rows for seed {mine}: \"this run\" is what this notebook trained and evaluated, and it is "
+                    "the one in the mean and the verdict; \"shipped\" is the committed checkpoint of the same seed, "
+                    "trained on the reference machine and shown only to compare (the same CPU kind, precision and "
+                    "code retrain it to the same numbers).")
     return Table(["seed", "model"] + [f"h={h}" for h in hs] * 2, rows, left=2,
                  title="mode-rollout PSNR (dB) per training seed", caption=caption,
                  groups=[("", 2), ("whole-frame PSNR (dB)", len(hs)), ("changed-pixel PSNR (dB)", len(hs))])
 
 
 def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizons=(1, 10),
-                     this_seed=None) -> Table:
+                     this_seed=None, title: str | None = None) -> Table:
     """The verdict's arithmetic (gaps.difference_table) as a Table: one row per training seed with
     b - a of its mode-rollout PSNR, then mean, sd, n, the t multiplier, the half-width
     t · sd / sqrt(n), the interval mean ± half-width and the verdict word (stats.decide)."""
@@ -243,52 +246,81 @@ def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizo
              ["interval"] + [f"[{lo:+.3f}, {hi:+.3f}]" if not math.isnan(hi - lo) else "n/a"
                              for lo, hi in zip(d["lo"], d["hi"])],
              ["verdict"] + d["verdict"]]
+    if all("recon_ceiling" in run["models"][n]["psnr"] for run in runs.values() for n in (a, b)):
+        # what bounds a lead: each model's own autoencoder redrawing the true frames
+        rows += [None, ["ceiling gap"] + arithmetic(runs, a, b, horizons, curve="recon_ceiling")["mean"]]
     columns = ["seed"] + [f"{METRIC_WORDS[m]} h={h}" for m, h in d["columns"]]
     caption = (f"Each seed's {b} − {a} mean PSNR over the evaluation windows (positive: {b} better). "
                "half-width = t · sd / √n, t the 97.5 % quantile of Student's t with n−1 degrees of freedom; "
                f"an interval wholly above 0 says \"{b} leads\", wholly below 0 \"{a} leads\", "
-               "one containing 0 \"cannot be told apart\".")
-    return Table(columns, rows, title=f"{b} − {a} PSNR (dB), seed by seed", caption=caption, fmt="{:+.3f}",
+               "one containing 0 \"cannot be told apart\". ceiling gap: the same difference of the two "
+               "reconstruction ceilings (each model's own autoencoder redrawing the true frames), mean over seeds: "
+               "each model trains its own encoder and decoder, so part of a lead can be the sharper decoder.")
+    return Table(columns, rows, title=title or f"{b} − {a} PSNR (dB), seed by seed", caption=caption, fmt="{:+.3f}",
                  sep=" ")
 
 
-BASELINE_NAMES = (("latent_hold", "latent-hold"), ("context_mean", "context-mean"), ("copy_last", "copy-last"))
+def _pm_cell(d: dict, f: str = ".2f") -> str:
+    ci = "" if d["ci"] != d["ci"] else f" ± {d['ci']:{f}}"  # NaN: one seed, no spread
+    return f"{d['mean']:+{f}}{ci}"
 
 
-def _pm_cell(d: dict) -> str:
-    ci = "" if d["ci"] != d["ci"] else f" ± {d['ci']:.2f}"  # NaN: one seed, no spread
-    return f"{d['mean']:+.2f}{ci}"
+def baseline_margin_table(facts: dict) -> Table:
+    """Each model minus each baseline at every horizon of the facts (verdict.pair_facts): mean ±
+    95 % t-interval over seeds, with the verdict's mark (▲ beats, ▼ falls below, = a tie)."""
+    from .verdict import BASELINES, WORDS
 
-
-def baseline_margin_table(facts: dict, horizons=(1, 10)) -> Table:
-    """The margins the conclusion quotes: each model minus each baseline, mean ± 95 % t-interval over
-    seeds (verdict.decide_facts), whole frame and changed pixels, with the verdict word's first letter."""
-    hs = [h for h in horizons if h in facts["horizons"]]
-    mark = {"beats": "▲", "falls below": "▼", "cannot be told apart from": "="}
+    hs = facts["horizons"]
     rows = []
     for name in facts["models"]:
-        for key, label in BASELINE_NAMES:
-            b = facts["baselines"][name][key]
-            rows.append([name, label] + [f"{_pm_cell(b[m][h])} {mark[b[m][h]['verdict']]}"
-                                         for m in ("whole", "changed") for h in hs])
+        for metric, words in (("whole", "whole"), ("changed", "changed")):
+            for key, label in BASELINES:
+                b = facts["baselines"][name][key][metric]
+                rows.append([name, words, label] + [f"{_pm_cell(b[h])} {WORDS['mark'][b[h]['direction']]}"
+                                                    for h in hs])
         rows.append(None)
     basis = f"{facts['n_seeds']} training seeds" if facts["seed_spread"] else "one run's windows"
-    return Table(["model", "minus"] + [f"h={h}" for _ in range(2) for h in hs], rows[:-1], left=2,
-                 groups=[("", 2), ("whole frame, dB", len(hs)), ("changed pixels, dB", len(hs))],
-                 title="Each model minus each baseline",
+    return Table(["model", "pixels", "minus"] + [f"h={h}" for h in hs], rows[:-1], left=3,
+                 title="Each model minus each baseline (dB)",
                  caption=f"mean ± 95 % t-interval over {basis}; ▲ beats, ▼ falls below, = cannot be told apart "
-                         "(the verdict's rule).")
+                         "(the verdict's rule). Changed pixels: where the true frame differs from the last "
+                         "context frame, i.e. where the boxers move.")
+
+
+def reward_verdict_table(facts: dict) -> Table:
+    """The reward heads decided across seeds (verdict.reward_facts): AUPRC against the event rate and
+    the head's MSE against the two constant predictors, each difference mean ± 95 % t with its mark."""
+    from .verdict import WORDS
+
+    rows = []
+    for name, m in facts["reward"]["models"].items():
+        if not m["seeds"]:
+            rows.append([name, "0"] + ["n/a"] * 4)
+            continue
+        cells = [f"{_pm_cell(m[k], '.3f')} {WORDS['mark'][m[k]['direction']]}"
+                 for k in ("auprc_vs_rate", "mse_vs_zero", "mse_vs_mean")]
+        rows.append([name, str(len(m["seeds"])), f"{m['auprc']:.3f}"] + cells)
+    return Table(["model", "seeds", "AUPRC", "AUPRC − events", "MSE − MSE of 0", "MSE − MSE of mean"], rows,
+                 left=2, fmt="{:+.4f}", title="Reward heads across seeds",
+                 caption="AUPRC minus the event rate (what a head that knows nothing scores), and the head's MSE "
+                         "minus that of always predicting 0 or the mean; mean ± 95 % t over seeds, ▲ above, ▼ below, "
+                         "= cannot be told apart.")
 
 
 def reward_table(runs: dict, names=("RSSM", "Transformer")) -> Table:
     """Reward heads per seed: event rate, AUPRC of |r_hat| for r != 0, MSE of the head, of 0, of the mean."""
-    rows = []
+    rows, missing = [], []
     for seed, run in runs.items():
         for name in names:
             r = run["models"][name].get("reward")
             if r:
                 rows.append([str(seed), name, r["event_rate"], r["auprc"], r["mse"], r["mse_zero"], r["mse_mean"]])
+            else:
+                missing.append(f"{name} seed {seed}")
+    caption = ("events: the fraction of steps with r ≠ 0 (what AUPRC scores by chance); AUPRC: how well |r̂| ranks "
+               "those steps first; MSE of 0 / of mean: the two constant predictors.")
+    if missing:
+        caption += (f" No row for {', '.join(missing)}: those seeds-file records were made before reward heads were "
+                    "scored, and their checkpoints are not shipped, so they cannot be scored here.")
     return Table(["seed", "model", "events", "AUPRC", "MSE", "MSE of 0", "MSE of mean"], rows, left=2, fmt="{:.4f}",
-                 title="Reward heads on the evaluation windows' steps",
-                 caption="events: the fraction of steps with r ≠ 0 (what AUPRC scores by chance); AUPRC: how well "
-                         "|r̂| ranks those steps first; MSE of 0 / of mean: the two constant predictors.")
+                 title="Reward heads per seed, on the evaluation windows' steps", caption=caption)
