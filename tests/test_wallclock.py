@@ -66,3 +66,33 @@ def test_on_a_gpu_a_foreign_checkpoint_is_retrained_here(monkeypatch):
     assert not wallclock.train_here(_history(gpu), torch.device("cuda"))    # trained on this GPU kind: keep
     monkeypatch.setattr(wallclock, "device_record", device_record)
     assert not wallclock.train_here(_history(dict(HERE, name=OTHER_NAME)), torch.device("cpu"))  # CPU: project
+
+
+def test_the_attention_cost_answer_follows_the_sweep():
+    from wmhelpers.evaluation.wallclock import attention_cost_sentence
+
+    sweep = {"seq_lens": [16, 64, 256, 1024], "batch": 8, "transformer_ms": [45.9, 143.8, 664.6, 4608.0],
+             "gru_ms": [50.5, 179.9, 574.5, 2144.7]}
+    clock = {"Transformer": {"ms_per_step": 700.0}}
+    text = attention_cost_sentence(sweep, clock, batch_size=16, seq_len=16)
+    assert text.startswith("At T = 16, attention's cost is not observable here")
+    assert "~13 % of its training step" in text and "from T = 256 on (665 against 574 ms)" in text
+    sweep["transformer_ms"][0] = 120.0  # attention dearer at the training length by 2 x 69.5 ms = 20 % of a step
+    text = attention_cost_sentence(sweep, clock, batch_size=16, seq_len=16)
+    assert "is observable here" in text and "from T = 256 on" in text  # 64 is cheaper again, so 256
+    sweep["transformer_ms"] = [1.0, 2.0, 3.0, 4.0]
+    assert "stays cheaper than the GRU up to T = 1024" in attention_cost_sentence(sweep, clock, 16, 16)
+
+
+def test_a_timing_burst_leaves_the_random_state_as_it_was():
+    from conftest import make_dataset, tiny_config
+
+    from wmhelpers.models.rssm import RSSMWorldModel
+
+    cfg = tiny_config(val_episodes=1)
+    train, _ = make_dataset([12, 14, 13], seed=2).split(cfg)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    assert wallclock.burst_ms_per_step(RSSMWorldModel, cfg, train, 6, steps=1) > 0
+    assert torch.equal(torch.rand(3), expected)

@@ -57,9 +57,9 @@ class ExperimentConfig:
     # 1,750 steps at lr 1e-3 for BOTH models. Measured here: at 2,000 and 2,500 steps both models
     # beat their latent-hold baselines on changed pixels at every horizon, but the Transformer's
     # step took 380-410 ms on 2 CPU cores and the full notebook 826-891 s, too close to the
-    # 15-minute budget once data collection (~30 s) is added. (The calibration's RSSM needed
-    # 4,000 steps at lr 3e-4 only because of its posterior-collapse plateau, which the residual
-    # posterior in rssm.py removes.)
+    # 15-minute budget once data collection (~30 s) is added. (An RSSM whose posterior reads only
+    # the encoder needs ~4,000 steps at lr 3e-4 to leave its posterior-collapse plateau; the residual
+    # posterior in rssm.py removes that plateau.)
     train_steps: int = 1_750
     lr: float = 1e-3
     adam_eps: float = 1e-8
@@ -124,8 +124,8 @@ class ExperimentConfig:
     def gpu(cls, **overrides) -> "ExperimentConfig":
         """The CUDA preset: the CPU default with a larger budget (everything else identical).
 
-        How the number was chosen (no T4 was available to measure; from H100 figures, see
-        ../shared/GPU.md): on an H100 a training step took 21-27 ms (Transformer) and 49 ms (RSSM)
+        How the number was chosen (no T4 was available to measure; from figures measured on an
+        NVIDIA H100, see the README): a training step took 21-27 ms (Transformer) and 49 ms (RSSM)
         at batch 16x16, launch-bound rather than compute-bound, so a T4 behind Colab's slower host
         CPU is assumed ~2x slower: ~50 + ~100 ms per step for the pair. The notebook's 10-minute
         T4 target leaves ~7.5 min for training both models after data collection (~30 s), the

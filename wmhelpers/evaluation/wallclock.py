@@ -35,11 +35,13 @@ def train_here(history: dict, device: torch.device | str) -> bool:
 
 def burst_ms_per_step(model_cls, cfg, train, num_actions: int, steps: int = 8) -> float:
     """Median ms of `steps` full training steps (training.step.TrainStep) of a fresh model here.
-    Seconds of work: what a student's laptop can afford to learn its own pace."""
-    model = model_cls.from_config(cfg, num_actions=num_actions)
-    g = torch.Generator().manual_seed(cfg.train_seed)
-    batch = {k: v.to(model.device) for k, v in train.sample(cfg.batch_size, cfg.seq_len, g).items()}
-    return train_step_ms(model, batch, cfg, repeats=steps, warmup=2)[0]
+    Seconds of work: what a student's laptop can afford to learn its own pace. The global random
+    state is restored afterwards, so timing a burst changes nothing that is trained after it."""
+    with torch.random.fork_rng(devices=[]):
+        model = model_cls.from_config(cfg, num_actions=num_actions)
+        g = torch.Generator().manual_seed(cfg.train_seed)
+        batch = {k: v.to(model.device) for k, v in train.sample(cfg.batch_size, cfg.seq_len, g).items()}
+        return train_step_ms(model, batch, cfg, repeats=steps, warmup=2)[0]
 
 
 def project(history: dict, ms_per_step: float, device: torch.device | str) -> dict:
@@ -71,3 +73,26 @@ def on_this_device(histories: dict, device, measure) -> tuple[dict, list[str]]:
                      f"{device_name(device)}; its wall clock is not comparable, so its curve is projected "
                      f"onto this device from a burst timed here ({ms:.0f} ms/step); per gradient step it is exact.")
     return out, notes
+
+
+def attention_cost_sentence(sweep: dict, clock: dict, batch_size: int, seq_len: int) -> str:
+    """Section 5's answer to "is attention's cost observable at these lengths?", from the sweep
+    (dynamics-only step times per length, Transformer and GRU, at the sweep's batch) and the full
+    training steps of `clock` (ms_per_step per model, at `batch_size` and `seq_len`).
+
+    Observable at the training length when the Transformer's dynamics cost more than the GRU's by
+    more than 5 % of a full Transformer step; "from which T on": the first length from which the
+    Transformer's dynamics step stays slower than the GRU's."""
+    lens, tf, gru = sweep["seq_lens"], sweep["transformer_ms"], sweep["gru_ms"]
+    i = lens.index(seq_len) if seq_len in lens else 0
+    scale = batch_size / sweep["batch"]  # a step's cost grows about linearly with the batch
+    extra = scale * (tf[i] - gru[i]) / clock["Transformer"]["ms_per_step"]
+    share = scale * tf[i] / clock["Transformer"]["ms_per_step"]
+    seen = extra > 0.05
+    slower = [T for j, T in enumerate(lens) if all(tf[k] > gru[k] for k in range(j, len(lens)))]
+    where = (f"attention becomes the dearer backbone from T = {slower[0]} on ({tf[lens.index(slower[0])]:.0f} "
+             f"against {gru[lens.index(slower[0])]:.0f} ms)" if slower else
+             f"attention stays cheaper than the GRU up to T = {lens[-1]}, the longest length timed")
+    return (f"At T = {lens[i]}, attention's cost is {'observable' if seen else 'not observable'} here: the "
+            f"Transformer's dynamics are ~{100 * share:.0f} % of its training step and cost "
+            f"{scale * (tf[i] - gru[i]):+.0f} ms against the GRU's; {where}.")
