@@ -16,6 +16,7 @@ are available here too.
 
 from . import device
 from .config import ExperimentConfig
+from .cuda_graphs import imagination_backend
 from .data import EpisodeDataset, load_or_collect
 from .evaluation import gaps, reward, rollouts, seeds, stats, tables, verdict, wallclock
 from .evaluation.psnr import PSNR_CAP_DB, psnr
@@ -26,7 +27,7 @@ from .models import MODEL_REGISTRY, latent, masking, transformer
 from .models.latent import categorical_kl, kl_losses, mode_one_hot, straight_through_sample, unimix_logits
 from .models.nets import ConvDecoder, ConvEncoder
 from .models.rssm import RSSMWorldModel
-from .models.transformer import TransformerDynamics, TransformerWorldModel, imagination_backend
+from .models.transformer import TransformerDynamics, TransformerWorldModel
 from .models.vae import CategoricalVAE
 from .models.world_model import WorldModel
 from .notebook_tools import animate, notebook, one_token, play, plots

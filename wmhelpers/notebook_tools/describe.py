@@ -3,8 +3,8 @@ which fast path the training step and imagination take."""
 
 from __future__ import annotations
 
+from ..cuda_graphs import imagination_backend
 from ..device import device_name, mps_refused, precision_choice, precision_name
-from ..models.transformer import imagination_backend
 from ..training.step import training_backend
 
 BUDGETS = {"smoke": "smoke budget (WM_SMOKE=1): tiny, for CI only",

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..data import to_float_frames
 from ..evaluation.psnr import masked_psnr, psnr
 from ..models.vae import CategoricalVAE
 
@@ -42,8 +43,7 @@ BEST_ONE_INDEX = "best possible one index (32 k-means pictures)"
 def sample_frames(dataset, n: int, seed: int = 0) -> torch.Tensor:
     """n random frames [n, 3, 64, 64] in [0, 1] from an EpisodeDataset (rows chosen by `seed`)."""
     rows = np.sort(np.random.default_rng(seed).choice(len(dataset), size=min(n, len(dataset)), replace=False))
-    obs = torch.from_numpy(dataset.arrays["obs"][rows])  # [n, H, W, 3] uint8
-    return obs.permute(0, 3, 1, 2).float().div(255.0)
+    return to_float_frames(dataset.arrays["obs"][rows])
 
 
 def train_vae(frames: torch.Tensor, latent_vars: int, latent_classes: int, steps: int = 800,

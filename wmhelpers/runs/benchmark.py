@@ -22,16 +22,16 @@ from __future__ import annotations
 import copy
 import json
 import time
-from unittest import mock
 
 import torch
 
 from ..config import ExperimentConfig
+from ..cuda_graphs import imagination_backend
 from ..data import cache_paths, load_or_collect
 from ..device import device_name, median_ms, resolve_amp_dtype, seconds, set_mps_check, set_precision_timer
-from ..models import latent
+from ..evaluation.rollouts import token_agreement
 from ..models.rssm import RSSMWorldModel
-from ..models.transformer import TransformerDynamics, TransformerWorldModel, imagination_backend
+from ..models.transformer import TransformerDynamics, TransformerWorldModel
 from ..training.step import TrainStep, graphs_wanted, train_step_ms
 
 BOXING_ACTIONS = 18  # the action count of Atari Boxing: sizes one embedding of the timed model
@@ -51,13 +51,6 @@ def recompute_latents(model, z: torch.Tensor, actions_ctx: torch.Tensor, actions
         z = torch.cat([z, nxt[:, None]], 1)
         latents.append(nxt)
     return torch.stack(latents, 1)
-
-
-@torch.no_grad()
-def recompute_imagine(model, state_obs: torch.Tensor, actions_ctx: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """`recompute_latents` from context frames [B, C, 3, 64, 64]: the cache-free reference that
-    the cached `imagine` must equal (tests/test_kv_cache.py checks it)."""
-    return recompute_latents(model, model.encode(state_obs), actions_ctx, actions)
 
 
 def _future_actions(model, given: torch.Tensor, horizon: int, device) -> torch.Tensor:
@@ -262,17 +255,13 @@ def precision_step_ms(amp: str, device, cfg: ExperimentConfig | None = None, num
     return ms
 
 
-def _mode_sample(logits: torch.Tensor, generator=None) -> torch.Tensor:
-    return latent.mode_one_hot(logits)
-
-
 def _step_results(model, cfg: ExperimentConfig, batch: dict, context: int) -> dict:
     """One training step and one imagination step of `model`, as CPU tensors to compare."""
     b = {k: v.to(model.device) for k, v in batch.items()}
     model.train()
-    before = TrainStep(model, cfg, graphs=False)(b)  # the loss terms of the step, then Adam updates
+    before = TrainStep(model, cfg, graphs=False, sample=False)(b)  # the loss terms of the step, then Adam updates
     with torch.no_grad():
-        after = torch.stack(list(model.loss_terms(b)[1].values()))
+        after = torch.stack(list(model.loss_terms(b, sample=False)[1].values()))
     model.eval()
     state = model.observe(b["obs"][:, :context], b["action"][:, : context - 1])
     imagined = model.imagine(state, b["action"][:, context - 1 : context])  # one imagined step (the mode)
@@ -287,14 +276,13 @@ def mps_self_check(device="mps", reference="cpu", rtol: float = 1e-3, atol: floa
     synthetic batch of 2 x 8 frames), else why not, in words. What device.mps_refusal runs before
     config.resolve_device picks MPS.
 
-    The step is made deterministic so the two devices can be compared: dropout off, and the latent
-    "samples" are the mode (the two devices' random streams differ). The global RNG is left as it was."""
+    The step is made deterministic so the two devices can be compared: dropout off, and the latents
+    are the mode, not samples (the two devices' random streams differ). The global RNG is left as it was."""
     cfg = ExperimentConfig(device=str(reference), amp="off", tf_dropout=0.0)
     context = 4
     batch = synthetic_batch(cfg, BOXING_ACTIONS, 2, 8)
     got = {}
-    with torch.random.fork_rng(devices=[]), mock.patch.object(latent, "sample_one_hot", _mode_sample), \
-            torch.inference_mode(False), torch.enable_grad():
+    with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
         ref = TransformerWorldModel.from_config(cfg, BOXING_ACTIONS, device=reference)
         other = copy.deepcopy(ref).to(device)
         for name, model in (("reference", ref), ("device", other)):
@@ -306,8 +294,7 @@ def mps_self_check(device="mps", reference="cpu", rtol: float = 1e-3, atol: floa
     for key, value in got["device"].items():
         want = got["reference"][key]
         if key == "imagined_latent":  # one-hot per variable: the share of variables whose class agrees
-            classes = value.shape[:-1] + (cfg.latent_vars, cfg.latent_classes)
-            agree = (value.view(classes).argmax(-1) == want.view(classes).argmax(-1)).float().mean().item()
+            agree = token_agreement(value, want, cfg.latent_vars).mean().item()
             if agree < 0.98:
                 return f"the imagined latent differs from the CPU's (only {agree:.0%} of its variables agree)"
         elif not torch.allclose(value, want, rtol=rtol, atol=atol):
