@@ -69,7 +69,7 @@ def reward_probe_cmd(args) -> int:
 
 
 def check_notebook_cmd(args) -> int:
-    from .notebook_tools.notebook import check_notebook
+    from .notebook_runner import check_notebook
 
     problems = check_notebook(args.path)
     if problems:
@@ -82,7 +82,7 @@ def check_notebook_cmd(args) -> int:
 
 
 def run_notebook_cmd(args) -> int:
-    from .notebook_tools.notebook import run_notebook
+    from .notebook_runner import run_notebook
 
     info = run_notebook(args.path, out=args.out, smoke=args.smoke)
     print(f"Executed {args.path} in {info['seconds']:.0f} s" + (" (smoke mode)" if args.smoke else ""))
