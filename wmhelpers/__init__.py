@@ -42,8 +42,8 @@ from .training.loop import next_frame_mse, train_world_model, validation_windows
 
 __all__ = [
     # modules the notebook reads by name
-    "animate", "device", "gaps", "latent", "masking", "memory", "notebook", "notebook_runner", "one_token", "play", "plots", "reward",
-    "reward_probe", "rollouts", "seeds", "stats", "tables", "transformer", "verdict", "wallclock",
+    "animate", "device", "gaps", "latent", "masking", "memory", "notebook", "notebook_runner", "one_token", "play",
+    "plots", "reward", "reward_probe", "rollouts", "seeds", "stats", "tables", "transformer", "verdict", "wallclock",
     # config, data, models
     "ExperimentConfig", "EpisodeDataset", "load_or_collect", "MODEL_REGISTRY", "WorldModel", "CategoricalVAE",
     "ConvDecoder", "ConvEncoder", "RSSMWorldModel", "TransformerDynamics", "TransformerWorldModel",

@@ -23,8 +23,8 @@ class ExperimentConfig:
     env_steps: int = 50_000  # random-policy steps collected (all streams together)
     collect_streams: int = 2  # independent env copies, seeds seed+i; fixed so data never depends on core count
     # 4 held-out episodes (7,148 steps): enough for ~390 non-overlapping evaluation windows of
-    # context + horizon frames, so the window CIs need no correction for overlap (with 2 episodes
-    # the old 256 overlapping windows reused each frame ~2.6 times).
+    # context + horizon frames, so the window CIs need no correction for overlap (with 2 episodes,
+    # 256 overlapping windows would reuse each frame ~2.6 times).
     val_episodes: int = 4  # the last episodes in storage order are validation only
     seed: int = 0  # the DATA seed: env streams, the split, the validation and evaluation windows
     # The TRAINING seed: initialisation, batch order, latent sampling and dropout. Varying it alone
@@ -57,9 +57,9 @@ class ExperimentConfig:
     # 1,750 steps at lr 1e-3 for BOTH models. Measured here: at 2,000 and 2,500 steps both models
     # beat their latent-hold baselines on changed pixels at every horizon, but the Transformer's
     # step took 380-410 ms on 2 CPU cores and the full notebook 826-891 s, too close to the
-    # 15-minute budget once data collection (~30 s) is added. (The calibration's RSSM needed
-    # 4,000 steps at lr 3e-4 only because of its posterior-collapse plateau, which the residual
-    # posterior in rssm.py removes.)
+    # 15-minute budget once data collection (~30 s) is added. (An RSSM with a plain MLP posterior
+    # needs ~4,000 steps at lr 3e-4 to leave its posterior-collapse plateau; the residual
+    # posterior in rssm.py removes the plateau.)
     train_steps: int = 1_750
     lr: float = 1e-3
     adam_eps: float = 1e-8
@@ -122,13 +122,13 @@ class ExperimentConfig:
     def gpu(cls, **overrides) -> "ExperimentConfig":
         """The CUDA preset: the CPU default with a larger budget (everything else identical).
 
-        How the number was chosen (no T4 was available to measure; from H100 figures, see
-        ../shared/GPU.md): on an H100 a training step took 21-27 ms (Transformer) and 49 ms (RSSM)
-        at batch 16x16, launch-bound rather than compute-bound, so a T4 behind Colab's slower host
-        CPU is assumed ~2x slower: ~50 + ~100 ms per step for the pair. The notebook's 10-minute
-        T4 target leaves ~7.5 min for training both models after data collection (~30 s), the
-        pip install and evaluation: 450 s / 0.15 s = 3,000 steps. Both models are trained on the
-        device with this budget, so the comparison stays identical in everything but budget.
+        How the number was chosen (no T4 was available to measure; from H100 figures): on an H100
+        a training step took 21-27 ms (Transformer) and 49 ms (RSSM) at batch 16x16, launch-bound
+        rather than compute-bound, so a T4 behind Colab's slower host CPU is assumed ~2x slower:
+        ~50 + ~100 ms per step for the pair. The notebook's 10-minute T4 target leaves ~7.5 min for
+        training both models after data collection (~30 s), the pip install and evaluation:
+        450 s / 0.15 s = 3,000 steps. Both models are trained on the device with this budget, so
+        the comparison stays identical in everything but budget.
         """
         # its own folder: a GPU-budget checkpoint must never replace the shipped CPU-budget ones
         return cls(**{"train_steps": 3_000, "checkpoint_dir": "checkpoints/gpu", **overrides})

@@ -45,7 +45,7 @@ def evaluation_windows(val, cfg: ExperimentConfig) -> dict:
     """The fixed windows of C + H frames every model is scored on.
 
     The validation episodes are tiled without overlap (`EpisodeDataset.tile_starts`), so no frame is scored in
-    two windows: overlapping windows counted the same frames ~2.6 times and made the CI too
+    two windows: overlapping windows would count the same frames ~2.6 times and make the CI too
     narrow. When there are more tiles than cfg.eval_windows, that many are kept, evenly spread
     over all tiles in storage order. Nothing is random: the windows depend on the validation
     data (fixed by the data seed cfg.seed and cfg.val_episodes) and C + H only, never on a

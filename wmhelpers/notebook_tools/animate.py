@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-MAX_GIF_BYTES = 2_000_000  # what the notebook may embed (issue 13: at most 2 MB)
+MAX_GIF_BYTES = 2_000_000  # the most the notebook embeds: 2 MB
 MIN_PANEL_PX = 192
 
 BACKGROUND = (255, 255, 255)
