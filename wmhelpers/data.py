@@ -58,6 +58,12 @@ def to_float_frames(obs) -> torch.Tensor:
     return torch.as_tensor(obs).movedim(-1, -3).float().div_(255.0)
 
 
+def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
+    """Float frames [..., 3, H, W] in [0, 1] (decoded, say) -> uint8 [..., H, W, 3], like the stored ones."""
+    x = frames.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return x.movedim(-3, -1).cpu().numpy()
+
+
 def _collect_stream(cfg_dict: dict, stream: int, steps: int, queue) -> None:
     """One worker: a uniformly random policy in its own env, seeded seed + stream.
 

@@ -32,11 +32,12 @@ import warnings
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from ..config import ExperimentConfig
-from ..data import make_env, resize_frame, to_float_frames
+from ..data import make_env, resize_frame, to_float_frames, to_uint8_frames
 from ..evaluation.rollouts import token_agreement
+from .animate import font
 
 SCALE = 4  # each 64x64 frame is drawn 256 x 256 (nearest neighbour: pixels stay pixels)
 MARGIN, GAP = 10, 14  # pixels around the image and between the panels
@@ -55,11 +56,6 @@ def _to_model(frames: list) -> torch.Tensor:
     return to_float_frames(np.stack(frames))[None]
 
 
-def _to_uint8(frame: torch.Tensor) -> np.ndarray:
-    """A decoded frame [3, 64, 64] in [0, 1] -> uint8 [64, 64, 3], like the real frames."""
-    return frame.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
 def _quiet_env(cfg: ExperimentConfig):
     """`make_env` without ALE's start-up banner, which would print in red above the panel (stderr).
 
@@ -72,13 +68,6 @@ def _quiet_env(cfg: ExperimentConfig):
     except (ImportError, AttributeError):  # pragma: no cover  (an ale-py without the switch: keep the banner)
         pass
     return make_env(cfg)
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)  # scalable (FreeType); a fixed bitmap font otherwise
-    except (TypeError, OSError, ImportError):  # pragma: no cover  (old Pillow)
-        return ImageFont.load_default()
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,7 +84,7 @@ class _Imagination:
         model's posterior token of the last real frame, so its frame is its reconstruction of it."""
         self.state = self.model.observe(obs.to(self.device), actions.to(self.device))
         self.latent, self.reward, self.since_sync = self.state["latent"], None, 0
-        self.frame = _to_uint8(self.model.decode(self.latent)[0])
+        self.frame = to_uint8_frames(self.model.decode(self.latent)[0])
 
     def encode_last(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The model's posterior-mode token [D] of the last real frame. The RSSM's posterior reads its
@@ -108,7 +97,7 @@ class _Imagination:
         out = self.model.imagine(self.state, action)
         self.state, latent, reward = out["state"], out["latent"][:, 0], out["reward"][:, 0]
         self.latent, self.reward, self.since_sync = latent, float(reward[0]), self.since_sync + 1
-        self.frame = _to_uint8(self.model.decode(latent)[0])
+        self.frame = to_uint8_frames(self.model.decode(latent)[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,7 +257,7 @@ class PlaySession:
         width = 2 * MARGIN + len(panels) * side + (len(panels) - 1) * GAP
         image = Image.new("RGB", (width, MARGIN + TITLE_H + side + READOUT_H), BACKGROUND)
         draw = ImageDraw.Draw(image)
-        title_font, text_font = _font(20), _font(15)
+        title_font, text_font = font(20), font(15)
         action = "synced to the real frames" if r["action"] is None else f"action {r['action_name']}"
         real_reward = "" if r["real_reward"] is None else f"real reward {r['real_reward']:+g}"
         readouts = [[f"step {r['step']} · {action}", real_reward, f"{r['since_sync']} imagined steps since re-sync"]]
