@@ -177,10 +177,6 @@ class ExperimentConfig:
         return cls(**kwargs)
 
     # ---------------------------------------------------------------------------------------
-    @property
-    def latent_dim(self) -> int:
-        return self.latent_vars * self.latent_classes
-
     def resolve_device(self) -> torch.device:
         """device="auto": CUDA, then MPS if it passed its self-check (one training step and one
         imagination step, finite and close to the CPU's: device.mps_refusal; a refusal is printed

@@ -293,7 +293,6 @@ def run_notebook(path=NOTEBOOK, out=None, smoke: bool = False, timeout: int | No
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     env_before = {k: os.environ.get(k) for k in ("WM_SMOKE", "WM_PROGRESS", LIVE_ENV)}
-    scratch = Path(tempfile.mkdtemp(prefix="wm-run-notebook-"))
     os.environ["WM_PROGRESS"] = "text"
     os.environ[LIVE_ENV] = "1"  # the kernel's bars print their live state as marked lines (see live_states)
     os.environ["WM_SMOKE"] = "1" if smoke else "0"
@@ -304,7 +303,7 @@ def run_notebook(path=NOTEBOOK, out=None, smoke: bool = False, timeout: int | No
         hooks = {"on_cell_execute": reporter.cell_started}
     ok = False
     try:
-        with open(scratch / "kernel.log", "w+") as klog:
+        with tempfile.TemporaryFile("w+") as klog:
             try:
                 _client_class(reporter)(nb, timeout=timeout, kernel_name="python3",
                                         resources={"metadata": {"path": str(path.parent.resolve())}},
@@ -324,7 +323,6 @@ def run_notebook(path=NOTEBOOK, out=None, smoke: bool = False, timeout: int | No
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        shutil.rmtree(scratch, ignore_errors=True)
     nbformat.write(nb, Path(out) if out else path)
     return {"seconds": time.time() - start, "sections": section_times(nb)}
 

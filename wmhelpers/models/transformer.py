@@ -93,10 +93,6 @@ class KVCache:
     def slots(self) -> int:
         return self.pos.shape[0]
 
-    @property
-    def batch(self) -> int:
-        return self.keys[0].shape[0]
-
     def tensors(self) -> list:
         return [*self.keys, *self.values, self.pos, self.next_pos]
 

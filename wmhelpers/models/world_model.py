@@ -73,10 +73,6 @@ class WorldModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    @property
-    def latent_dim(self) -> int:
-        return self.vae.latent_dim
-
     # ---- the backbone's part -------------------------------------------------------------------
     def teacher_forced(self, obs: torch.Tensor, action: torch.Tensor, sample: bool = True,
                        generator: torch.Generator | None = None) -> dict:
