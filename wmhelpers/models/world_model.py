@@ -116,6 +116,7 @@ class WorldModel(nn.Module):
         return {**{key: torch.stack([o[key] for o in outs], 1) for key in IMAGINED}, "state": state}
 
     def _imagine_one(self, state: dict, action: torch.Tensor, sample: bool, generator) -> dict:
+        """One step of the loop: the backbone's step, then z_{t+1} (mode or sample) into state["latent"]."""
         head = self.imagine_step(state, action)
         state["latent"] = self._pick(head["next_logits"], sample, generator)
         return {key: state["latent"] if key == "latent" else head[key] for key in IMAGINED}

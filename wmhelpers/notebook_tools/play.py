@@ -37,12 +37,12 @@ from PIL import Image, ImageDraw
 from ..config import ExperimentConfig
 from ..data import make_env, resize_frame, to_float_frames, to_uint8_frames
 from ..evaluation.rollouts import token_agreement
-from .animate import font
+from .animate import BACKGROUND, INK, font
 
 SCALE = 4  # each 64x64 frame is drawn 256 x 256 (nearest neighbour: pixels stay pixels)
 MARGIN, GAP = 10, 14  # pixels around the image and between the panels
 TITLE_H, READOUT_H = 30, 72  # the title row above the frames, the readout rows below
-BACKGROUND, INK, MUTED = (255, 255, 255), (20, 20, 20), (110, 110, 110)
+MUTED = (110, 110, 110)  # the third readout line: imagined steps since the last re-sync
 HINT = ("Click an action: the real game and both world models take it (re-sync restarts the models from "
         "the last real frames). Playing needs a live kernel: in a static view (GitHub, a saved HTML page) "
         "open the notebook in Jupyter or Colab to play.")
