@@ -135,10 +135,7 @@ class CausalSelfAttention(nn.Module):
         mask. Returns (y, (k, v)): the keys and values are what `prefill` caches."""
         q, k, v = self.project(x, rope)
         p = self.dropout if self.training else 0.0
-        if mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)  # fast path
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=p)
         return self.merge(y), (k, v)
 
     def step(self, x, rope, mask, k_cache, v_cache, slot):
