@@ -224,6 +224,20 @@ def test_cuda_graph_imagination_equals_recompute_on_gpu():
     assert torch.equal(cached["latent"], recompute_imagine(model, obs, act[:, : C - 1], act[:, C - 1 :]))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_imagination_of_the_rssm_equals_eager_on_gpu(monkeypatch):
+    model = RSSMWorldModel.from_config(tiny_config(device="cuda"), NUM_ACTIONS, device="cuda").eval()
+    C, H = 4, 30
+    obs, act = _frames(2, C, seed=17).cuda(), _actions(2, C - 1 + H, seed=18).cuda()
+    state = model.observe(obs, act[:, : C - 1])
+    graphed = model.imagine(state, act[:, C - 1 :])
+    assert not cuda_graphs.IMAGINATION_GRAPHS.failures, cuda_graphs.IMAGINATION_GRAPHS.failures
+    monkeypatch.setattr(cuda_graphs.IMAGINATION_GRAPHS, "enabled", False)
+    eager = model.imagine(state, act[:, C - 1 :])
+    assert torch.equal(graphed["latent"], eager["latent"])
+    assert torch.allclose(graphed["reward"], eager["reward"], atol=1e-6, rtol=0)
+
+
 # --------------------------------------------------------------------------------------------
 # recompute_latents against a plain loop, and the mask
 # --------------------------------------------------------------------------------------------
