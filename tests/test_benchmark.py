@@ -50,7 +50,7 @@ def test_imagination_fps_keeps_observe_off_the_clock(kind, tf, monkeypatch):
     real = model.observe
     monkeypatch.setattr(model, "observe", lambda *a: calls.append(1) or real(*a))
     obs, act = _context()
-    fps = benchmark.imagination_fps(model, obs, act, horizon=3, cached=True, repeats=3)
+    fps = benchmark.imagination_fps(model, obs, act, horizon=3, repeats=3)
     assert fps > 0 and len(calls) == 1
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from wmhelpers.notebook_tools.notebook import NOTEBOOK
+from wmhelpers.notebook_runner import NOTEBOOK
 
 ROOT = Path(__file__).resolve().parents[1]
 GIT = shutil.which("git")

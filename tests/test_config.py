@@ -117,6 +117,3 @@ def test_replace_validates_and_keeps_original():
     with pytest.raises(ValueError):
         cfg.replace(frame_size=48)
 
-
-def test_latent_dim():
-    assert ExperimentConfig(latent_vars=4, latent_classes=8).latent_dim == 32

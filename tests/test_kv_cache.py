@@ -5,16 +5,17 @@ capture faked on CPU) and its fallback to eager with one warning; and the mask h
 from __future__ import annotations
 
 import warnings
-import weakref
 
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import NUM_ACTIONS, tiny_config
 
-from wmhelpers.models import masking, transformer
-from wmhelpers.models.transformer import GraphedStep, KVCache, TransformerDynamics, TransformerWorldModel
-from wmhelpers.runs.benchmark import recompute_imagine, recompute_latents
+from wmhelpers import cuda_graphs
+from wmhelpers.models import masking
+from wmhelpers.models.rssm import RSSMWorldModel
+from wmhelpers.models.transformer import KVCache, TransformerWorldModel
+from wmhelpers.runs.benchmark import recompute_latents
 
 V, K = 32, 32
 
@@ -25,6 +26,11 @@ def _frames(B, T, seed):
 
 def _actions(B, T, seed):
     return torch.randint(NUM_ACTIONS, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+def recompute_imagine(model, obs, actions_ctx, actions):
+    """The cache-free reference from context frames: `recompute_latents` from the encoded context."""
+    return recompute_latents(model, model.encode(obs), actions_ctx, actions)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +81,7 @@ def test_cache_buffers_are_static_and_written_in_place(tf):
     state = tf.observe(_frames(2, 12, seed=3), _actions(2, 11, seed=4))  # 22 tokens > 17 slots
     cache = state["cache"]
     assert isinstance(cache, KVCache)
-    shape = (2, dyn.heads_n, dyn.window + 1, dyn.head_dim)
+    shape = (2, dyn.heads, dyn.window + 1, dyn.head_dim)
     assert all(t.shape == shape for t in cache.keys + cache.values)
     # the ring holds exactly the last window + 1 positions, each at slot position mod slots
     assert sorted(cache.pos.tolist()) == list(range(22 - 17, 22))
@@ -120,8 +126,6 @@ def test_imagination_loop_asks_the_host_nothing(tf, monkeypatch):
 class _FakeGraph:
     """Stands in for a captured CUDA graph: replay() re-runs the step into the same output tensors."""
 
-    captures = 0
-
     def __init__(self, step):
         self.step = step
 
@@ -130,55 +134,64 @@ class _FakeGraph:
             self.out[key].copy_(t)
 
 
-def _fake_capture(step, device):
-    _FakeGraph.captures += 1
-    graph = _FakeGraph(step)
-    graph.out = {k: t.clone() for k, t in step().items()}  # one run, like the real warm-up
-    return graph, graph.out
+def _fake_capture(captures: list):
+    def capture(step, device, warmup=0):
+        captures.append(device)
+        for _ in range(warmup):  # the real warm-up runs the step on the static buffers too
+            step()
+        graph = _FakeGraph(step)
+        graph.out = {k: t.clone() for k, t in step().items()}
+        return graph, graph.out
+    return capture
 
 
-@pytest.fixture
-def fake_graphs(monkeypatch):
-    """Route imagination through GraphedStep on CPU, with a fake capture (and a fresh graph store)."""
-    monkeypatch.setattr(transformer, "_GRAPHS", weakref.WeakKeyDictionary())
-    monkeypatch.setattr(transformer.IMAGINATION_GRAPHS, "usable", lambda device: True)
-    monkeypatch.setattr(GraphedStep, "capture", staticmethod(_fake_capture))
-    monkeypatch.setattr(_FakeGraph, "captures", 0)
+def _graphs_on_cpu(monkeypatch, capture):
+    """Route WorldModel.imagine through a fresh ImaginationGraphs that runs on the CPU with `capture`."""
+    graphs = cuda_graphs.ImaginationGraphs(capture=capture, devices=("cpu",))
+    monkeypatch.setattr(cuda_graphs, "IMAGINATION_GRAPHS", graphs)
+    return graphs
 
 
-def test_graphed_rollout_equals_eager(tf, fake_graphs):
-    """Static inputs, the latent fed back through self.z, outputs copied out after every replay:
-    the graphed rollout must give what the eager loop gives, and reuse one capture per batch size."""
+@pytest.mark.parametrize("kind", ["transformer", "rssm"])
+def test_graphed_rollout_equals_eager(kind, monkeypatch):
+    """Static inputs, the new state fed back into the static state, outputs copied out after every
+    replay: the graphed rollout must give what the eager loop gives (outputs and the state it ends
+    in), leave the given state as it was, and reuse one capture per batch size."""
+    cls = TransformerWorldModel if kind == "transformer" else RSSMWorldModel
+    model = cls.from_config(tiny_config(), NUM_ACTIONS, device="cpu").eval()
     C, H = 4, 25
     obs, act = _frames(3, C, seed=11), _actions(3, C - 1 + H, seed=12)
-    state = tf.observe(obs, act[:, : C - 1])
-    before = [t.clone() for t in state["cache"].tensors()]
-    graphed = tf.imagine(state, act[:, C - 1 :])
-    again = tf.imagine(state, act[:, C - 1 :])
-    assert _FakeGraph.captures == 1
-    assert all(torch.equal(a, b) for a, b in zip(before, state["cache"].tensors()))
-    eager = tf.dynamics.imagine(state["cache"], state["latent"], act[:, C - 1 :], pick=transformer._mode)
-    for key in eager:
+    state = model.observe(obs, act[:, : C - 1])
+    eager = model.imagine(state, act[:, C - 1 :])  # the CPU: eager
+    captures = []
+    _graphs_on_cpu(monkeypatch, _fake_capture(captures))
+    before = {k: v.clone() for k, v in state.items()}
+    graphed = model.imagine(state, act[:, C - 1 :])
+    again = model.imagine(state, act[:, C - 1 :])
+    assert len(captures) == 1
+    for k, v in before.items():
+        assert all(torch.equal(a, b) for a, b in zip(_tensors(v), _tensors(state[k]))), k
+    for key in ("latent", "reward", "cont", "next_logits"):
         assert torch.equal(graphed[key], eager[key]), key
         assert torch.equal(again[key], eager[key]), key
-    assert torch.equal(graphed["latent"], recompute_latents(tf, state["latents"], act[:, : C - 1], act[:, C - 1 :]))
-    tf.imagine(tf.observe(obs[:2], act[:2, : C - 1]), act[:2, C - 1 :])  # another batch size: its own graph
-    assert _FakeGraph.captures == 2
+    for k in eager["state"]:
+        assert all(torch.equal(a, b) for a, b in zip(_tensors(graphed["state"][k]), _tensors(eager["state"][k]))), k
+    model.imagine(model.observe(obs[:2], act[:2, : C - 1]), act[:2, C - 1 :])  # another batch size: its own graph
+    assert len(captures) == 2
+
+
+def _tensors(value):
+    return value.tensors() if isinstance(value, KVCache) else [value]
 
 
 def test_graph_failure_falls_back_to_eager_with_one_warning(tf, monkeypatch):
-    graphs = transformer.IMAGINATION_GRAPHS
-    monkeypatch.setattr(graphs, "failures", [])
-    monkeypatch.setattr(transformer, "_GRAPHS", weakref.WeakKeyDictionary())
-    monkeypatch.setattr(graphs, "usable", lambda device: graphs.enabled and not graphs.failures)  # on the CPU
     attempts = []
 
-    def failing_capture(step, device):
+    def failing_capture(step, device, warmup=0):
         attempts.append(1)
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(GraphedStep, "capture", staticmethod(failing_capture))
-    monkeypatch.setattr(transformer.torch.cuda, "synchronize", lambda *a: None)
+    graphs = _graphs_on_cpu(monkeypatch, failing_capture)
     C, H = 4, 6
     obs, act = _frames(2, C, seed=13), _actions(2, C - 1 + H, seed=14)
     state = tf.observe(obs, act[:, : C - 1])
@@ -189,15 +202,15 @@ def test_graph_failure_falls_back_to_eager_with_one_warning(tf, monkeypatch):
     graph_warnings = [w for w in caught if "CUDA-graph" in str(w.message)]
     assert len(graph_warnings) == 1 and issubclass(graph_warnings[0].category, RuntimeWarning)
     assert len(attempts) == 1  # tried once, then remembered
-    assert "failed" in transformer.imagination_backend("cuda")
+    assert "failed" in graphs.backend("cpu") and "failed" in cuda_graphs.imagination_backend("cpu")
     recomputed = recompute_imagine(tf, obs, act[:, : C - 1], act[:, C - 1 :])
     assert torch.equal(first["latent"], recomputed) and torch.equal(second["latent"], recomputed)
 
 
 def test_backend_names_the_path():
-    assert transformer.imagination_backend("cpu") == "eager (cpu)"
-    if not transformer.IMAGINATION_GRAPHS.failures:
-        assert transformer.imagination_backend("cuda").startswith("CUDA graph")
+    assert cuda_graphs.imagination_backend("cpu") == "eager (cpu)"
+    if not cuda_graphs.IMAGINATION_GRAPHS.failures:
+        assert cuda_graphs.imagination_backend("cuda").startswith("CUDA graph")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -207,12 +220,26 @@ def test_cuda_graph_imagination_equals_recompute_on_gpu():
     obs, act = _frames(2, C, seed=15).cuda(), _actions(2, C - 1 + H, seed=16).cuda()
     state = model.observe(obs, act[:, : C - 1])
     cached = model.imagine(state, act[:, C - 1 :])
-    assert not transformer.IMAGINATION_GRAPHS.failures, transformer.IMAGINATION_GRAPHS.failures
+    assert not cuda_graphs.IMAGINATION_GRAPHS.failures, cuda_graphs.IMAGINATION_GRAPHS.failures
     assert torch.equal(cached["latent"], recompute_imagine(model, obs, act[:, : C - 1], act[:, C - 1 :]))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_imagination_of_the_rssm_equals_eager_on_gpu(monkeypatch):
+    model = RSSMWorldModel.from_config(tiny_config(device="cuda"), NUM_ACTIONS, device="cuda").eval()
+    C, H = 4, 30
+    obs, act = _frames(2, C, seed=17).cuda(), _actions(2, C - 1 + H, seed=18).cuda()
+    state = model.observe(obs, act[:, : C - 1])
+    graphed = model.imagine(state, act[:, C - 1 :])
+    assert not cuda_graphs.IMAGINATION_GRAPHS.failures, cuda_graphs.IMAGINATION_GRAPHS.failures
+    monkeypatch.setattr(cuda_graphs.IMAGINATION_GRAPHS, "enabled", False)
+    eager = model.imagine(state, act[:, C - 1 :])
+    assert torch.equal(graphed["latent"], eager["latent"])
+    assert torch.allclose(graphed["reward"], eager["reward"], atol=1e-6, rtol=0)
+
+
 # --------------------------------------------------------------------------------------------
-# recompute_imagine against a plain loop, and the mask
+# recompute_latents against a plain loop, and the mask
 # --------------------------------------------------------------------------------------------
 class _CountingDynamics(torch.nn.Module):
     """Predicts, at every action token a_t, class (class(z_t) + a_t) mod K for each variable.
@@ -236,7 +263,7 @@ class _CountingModel(TransformerWorldModel):
         return F.one_hot(cls, K).float().flatten(-2)
 
 
-def test_recompute_imagine_against_a_plain_loop():
+def test_recompute_latents_against_a_plain_loop():
     """Hand-computed: the last context frame (C=3) is class 6; each step adds its action."""
     model = _CountingModel()
     actions_ctx = torch.tensor([[1, 2], [0, 0]])
@@ -257,16 +284,14 @@ def test_attention_mask_by_hand():
     # an empty cache slot is never read, whatever the window
     k_pos = torch.tensor([masking.EMPTY, 0, 1])
     assert not masking.attention_mask(torch.tensor([1, 2]), k_pos, 10**6)[:, 0].any()
-    assert transformer.attention_mask is masking.attention_mask  # the old import path still works
 
 
-def test_dynamics_imagine_from_an_empty_cache_matches_teacher_forcing():
+def test_imagine_from_an_empty_cache_matches_teacher_forcing(tf):
     """No context at all: the first imagined step sees only z_0, a_0."""
-    torch.manual_seed(0)
-    dyn = TransformerDynamics(V, K, NUM_ACTIONS, dim=32, layers=2, heads=2, dropout=0.0, window=6, hidden=32).eval()
     z0 = F.one_hot(torch.randint(K, (2, V), generator=torch.Generator().manual_seed(1)), K).float().flatten(-2)
     acts = _actions(2, 9, seed=2)
+    state = {"cache": tf.dynamics.new_cache(2, "cpu"), "latent": z0}
+    im = tf.imagine(state, acts)
     with torch.no_grad():
-        im = dyn.imagine(dyn.new_cache(2, "cpu"), z0, acts)
-        full = dyn(torch.cat([z0[:, None], im["latent"][:, :-1]], 1), acts)
+        full = tf.dynamics(torch.cat([z0[:, None], im["latent"][:, :-1]], 1), acts)
     assert torch.allclose(im["next_logits"], full["next_logits"], atol=1e-5, rtol=0)

@@ -166,8 +166,22 @@ def test_imagine_leaves_the_state_reusable(kind):
     state = model.observe(obs, act[:, :3])
     first = model.imagine(state, act[:, 3:])
     second = model.imagine(state, act[:, 3:])
-    for key in first:
+    for key in ("latent", "reward", "cont", "next_logits"):
         assert torch.equal(first[key], second[key]), key
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_imagination_continues_from_the_state_it_returns(kind):
+    """Imagining 2 steps, then 4 more from the returned state, is imagining 6 steps at once (the play panel
+    steps this way)."""
+    model = _model(kind).eval()
+    obs, act = _frames(2, 4, seed=3), _actions(2, 3 + 6, seed=4)
+    state = model.observe(obs, act[:, :3])
+    whole = model.imagine(state, act[:, 3:])
+    head = model.imagine(state, act[:, 3:5])
+    tail = model.imagine(head["state"], act[:, 5:])
+    for key in ("latent", "reward", "cont"):
+        assert torch.equal(torch.cat([head[key], tail[key]], 1), whole[key]), key
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

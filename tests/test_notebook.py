@@ -12,7 +12,7 @@ import nbformat
 from wmhelpers.__main__ import main
 from wmhelpers.config import ExperimentConfig
 from wmhelpers.data import cache_paths
-from wmhelpers.notebook_tools.notebook import DELIVERABLE_TAGS, NOTEBOOK, check_notebook, run_notebook
+from wmhelpers.notebook_runner import DELIVERABLE_TAGS, NOTEBOOK, check_notebook, run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from wmhelpers.notebook_tools.notebook import (
+from wmhelpers.notebook_runner import (
     RunProgress,
-    bar_state,
     check_notebook,
     kernel_log,
+    live_states,
     run_notebook,
     unsupported_numbers,
 )
-from wmhelpers.progress import PROGRESS_FILE_ENV, FinalLineBar, progress_bar
+from wmhelpers.progress import LIVE_ENV, LIVE_MARK, FinalLineBar, progress_bar
 
 
 # ---- progress bars: one final line in text mode ----------------------------------------------
@@ -49,17 +49,20 @@ def test_text_mode_manual_bar_and_disabled_bar(monkeypatch, capsys):
     assert len(out.splitlines()) == 1 and "40/40" in out
 
 
-def test_text_mode_bar_shares_its_live_state_through_a_side_file_only(monkeypatch, capsys, tmp_path):
-    state = tmp_path / "progress.txt"
+def test_text_mode_bar_shares_its_live_state_as_marked_lines_only_when_asked(monkeypatch, capsys):
     monkeypatch.setenv("WM_PROGRESS", "text")
-    monkeypatch.setenv(PROGRESS_FILE_ENV, str(state))
+    monkeypatch.delenv(LIVE_ENV, raising=False)
     bar = progress_bar(total=1750, desc="training transformer")
     bar.update(790)
-    bar.share(force=True)  # the bar writes at most twice a second; force it for the test
-    assert state.read_text().startswith("training transformer:  45%") and "790/1750" in state.read_text()
-    assert capsys.readouterr() == ("", "")  # nothing of it in the notebook's outputs
+    bar.share(force=True)
+    assert capsys.readouterr() == ("", "")  # not asked: silent
+    monkeypatch.setenv(LIVE_ENV, "1")
+    bar.share(force=True)  # the bar shares at most twice a second; force it for the test
+    out = capsys.readouterr().out
+    assert out.startswith(LIVE_MARK + "training transformer:  45%") and "790/1750" in out and out.count("\n") == 1
     bar.close()
-    assert capsys.readouterr().out.count("\n") == 1
+    final = capsys.readouterr().out
+    assert final.count("\n") == 1 and LIVE_MARK not in final
 
 
 # ---- run-notebook progress ----------------------------------------------------------------------
@@ -84,7 +87,6 @@ def test_progress_log_has_one_line_per_section():
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             p.cell_started(cell=cell, cell_index=i)
-            p.cell_done(cell=cell, cell_index=i)
     p.finish()
     lines = out.getvalue().splitlines()
     assert len(lines) == 4  # setup, 1. Data, 2. Model, and the total
@@ -97,7 +99,7 @@ def test_progress_log_has_one_line_per_section():
 def test_progress_on_a_terminal_rewrites_one_line():
     nb = _tiny_notebook()
     out = io.StringIO()
-    p = RunProgress(nb, stream=out, live=True, tick=0.01)
+    p = RunProgress(nb, stream=out, live=True)
     p.cell_started(cell=nb.cells[1], cell_index=1)
     p.cell_started(cell=nb.cells[3], cell_index=3)
     p.finish()
@@ -106,38 +108,42 @@ def test_progress_on_a_terminal_rewrites_one_line():
     assert "\r" in text and "code cell 2/4 · 1. Data" in text and "in this section" in text
 
 
-def test_bar_state_reads_the_latest_tqdm_line():
-    text = "other: 10%|#  | 1/10 [00:01<00:09, 1.0it/s]\rother: 20%|## | 2/10 [00:02<00:08, 1.0it/s]"
-    assert bar_state(text) == "other: 20%|## | 2/10 [00:02<00:08, 1.0it/s]"
-    assert bar_state("790it [02:31, 5.2it/s]\n") == "790it [02:31, 5.2it/s]"
-    assert bar_state("loss 0.25\n") is None
+def test_live_states_take_the_marked_lines_out_of_a_stream_text():
+    text = (f"loss 0.25\n{LIVE_MARK}train: 10%|#  | 1/10 [00:01<00:09, 1.0it/s]\n"
+            f"half a line {LIVE_MARK}train: 20%|## | 2/10 [00:02<00:08, 1.0it/s]\nend\n")
+    kept, states = live_states(text)
+    assert kept == "loss 0.25\nhalf a line end\n"
+    assert states == ["train: 10%|#  | 1/10 [00:01<00:09, 1.0it/s]", "train: 20%|## | 2/10 [00:02<00:08, 1.0it/s]"]
+    assert live_states("plain\n") == ("plain\n", [])
 
 
-def test_a_running_cell_shows_its_progress_bar_on_the_terminal_and_in_a_log(tmp_path):
+def test_a_running_cell_shows_its_progress_bar_on_the_terminal_and_in_a_log():
     nb = _tiny_notebook()
-    state = tmp_path / "progress.txt"
     term = io.StringIO()
-    p = RunProgress(nb, stream=term, live=True, tick=3600, progress_file=state)
+    p = RunProgress(nb, stream=term, live=True)
     p.cell_started(cell=nb.cells[3], cell_index=3)
-    state.write_text("training transformer:  45%|####5     | 790/1750 [02:31<03:03, 5.2it/s]")
-    p.refresh()
+    p.bar("training transformer:  45%|####5     | 790/1750 [02:31<03:03, 5.2it/s]")
     assert "1. Data" in term.getvalue().splitlines()[-1] and "790/1750 [02:31<03:03" in term.getvalue()
     p.cell_started(cell=nb.cells[4], cell_index=4)
-    assert p.bar is None and not state.exists()  # a bar belongs to the cell that drew it
-    p.output("other: 20%|## | 2/10 [00:02<00:08, 1.0it/s]")  # any tqdm bar the cell prints
-    p.refresh()
-    assert term.getvalue().endswith("2/10 [00:02<00:08, 1.0it/s]\x1b[K")
+    assert p.state is None  # a bar belongs to the cell that drew it
+    assert term.getvalue().endswith("· 1. Data (0:00 in this section)\x1b[K")
     p.finish()
 
     log = io.StringIO()
-    p = RunProgress(nb, stream=log, live=False, tick=3600, progress_file=state, log_every=0)
+    p = RunProgress(nb, stream=log, live=False, log_every=0)
     p.cell_started(cell=nb.cells[3], cell_index=3)
-    state.write_text("training transformer:  12%|#2        | 210/1750 [00:30<03:40, 7.0it/s]")
-    p.refresh()
-    p.refresh()  # unchanged: not logged twice
+    p.bar("training transformer:  12%|#2        | 210/1750 [00:30<03:40, 7.0it/s]")
+    p.bar("training transformer:  12%|#2        | 210/1750 [00:30<03:40, 7.0it/s]")  # unchanged: not logged twice
     p.finish()
     lines = log.getvalue().splitlines()
     assert len(lines) == 3 and "210/1750" in lines[1] and "\r" not in log.getvalue()
+
+    log = io.StringIO()
+    p = RunProgress(nb, stream=log, live=False, log_every=3600)  # in a log, at most one state per log_every
+    p.cell_started(cell=nb.cells[3], cell_index=3)
+    p.bar("training transformer:  12%|#2        | 210/1750 [00:30<03:40, 7.0it/s]")
+    p.finish()
+    assert len(log.getvalue().splitlines()) == 2
 
 
 def test_the_kernels_transport_warning_is_dropped_from_its_log():
@@ -224,7 +230,7 @@ def test_number_rule_skips_cells_tagged_as_quoting_others(tmp_path):
 
 
 def test_a_conclusion_written_by_the_run_counts_only_with_its_output():
-    from wmhelpers.notebook_tools.notebook import conclusion_text
+    from wmhelpers.notebook_runner import conclusion_text
 
     cell = nbformat.v4.new_code_cell("wm.verdict.show_conclusion(facts)", execution_count=1)
     cell.metadata["tags"] = ["conclusion"]

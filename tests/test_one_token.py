@@ -42,8 +42,8 @@ def test_train_vae_respects_step_and_time_budgets():
 def test_demo_scores_every_reconstruction_on_the_held_out_frames():
     train, test = _frames(32), _frames(6)
     trained = CategoricalVAE((4, 4, 4, 4), latent_vars=2, latent_classes=4)
-    res = one_token.one_token_demo(train, test, seconds=60, steps=2, batch=4, conv_widths=(4, 4, 4, 4),
-                                   trained={"already trained": trained})
+    res = one_token.add_trained(one_token.one_token_demo(train, test, seconds=60, steps=2, batch=4,
+                                                         conv_widths=(4, 4, 4, 4)), {"already trained": trained})
     models = res["models"]
     assert set(models) == set(one_token.SHAPES) | {one_token.BEST_ONE_INDEX, "already trained"}
     assert [models[k]["bits"] for k in one_token.SHAPES] == [5.0, 160.0]

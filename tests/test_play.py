@@ -82,38 +82,6 @@ def test_stepping_advances_all_three_sides_like_one_long_imagination(session):
             assert 0.0 <= out["token_agreement"][name] <= 1.0
 
 
-class _InterfaceOnly:
-    """A world model reduced to the shared interface: the session must fall back to imagining again."""
-
-    def __init__(self, model):
-        self.model, self.num_actions, self.device = model, model.num_actions, model.device
-
-    def eval(self):
-        return self
-
-    def observe(self, obs, actions):
-        return dict(self.model.observe(obs, actions), opaque=True)
-
-    def imagine(self, state, actions):
-        return self.model.imagine(state, actions)
-
-    def encode(self, obs, actions=None):
-        return self.model.encode(obs, actions)
-
-    def decode(self, latents):
-        return self.model.decode(latents)
-
-
-def test_a_model_without_a_known_state_is_imagined_again(setup):
-    cfg, val, models = setup
-    fast = play.PlaySession(models, val, cfg, start=START)
-    slow = play.PlaySession({name: _InterfaceOnly(m) for name, m in models.items()}, val, cfg, start=START)
-    for a in [2, 2, 7, 1]:
-        a_fast, a_slow = fast.step(a), slow.step(a)
-        for name in models:
-            np.testing.assert_array_equal(a_fast["frames"][name], a_slow["frames"][name])
-
-
 def test_resync_restores_the_reconstruction_of_the_real_frame(session):
     for a in [3, 3, 3, 1]:
         session.step(a)

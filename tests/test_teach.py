@@ -34,15 +34,6 @@ def test_plain_text_fallback_is_the_code_not_an_object_repr():
     assert str(shown).splitlines()[0] == "# " + shown.where + "  (straight_through_sample)"
 
 
-def test_lines_and_docstring_options():
-    full = show_source(wm.TransformerDynamics.step).text.splitlines()
-    assert show_source(wm.TransformerDynamics.step, lines=(1, 2)).text.splitlines() == full[:2]
-    bare = show_source(wm.TransformerDynamics.step, docstring=False).text
-    assert '"""' not in bare and "def step" in bare and "return" in bare
-    with pytest.raises(ValueError):
-        show_source(wm.TransformerDynamics.step, lines=(3, 1))
-
-
 def test_code_with_backticks_cannot_close_the_fence():
     shown = SourceCode('x = "```"', "wmhelpers/x.py:1", "x")
     md = shown._repr_markdown_()

@@ -59,8 +59,8 @@ def test_nan_loss_stops_with_step_and_term(cfg, data, monkeypatch):
     real = model.loss_terms
     calls = {"n": 0}
 
-    def poisoned(batch, generator=None):
-        total, terms = real(batch, generator=generator)
+    def poisoned(batch, generator=None, sample=True):
+        total, terms = real(batch, generator=generator, sample=sample)
         calls["n"] += model.training  # training steps only, not validation
         if model.training and calls["n"] == 3:  # one bad step is enough: NaN stays in the running sum
             terms["reward_loss"] = torch.tensor(float("nan"))

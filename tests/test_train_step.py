@@ -55,21 +55,25 @@ def _fake_capture(calls):
     """Stands in for torch.cuda.graph: records nothing, and each replay runs the step again
     into the same output tensor, as a replayed graph writes into its captured outputs."""
 
-    def capture(step, device):
-        calls["captures"] += 1
-        out = torch.zeros(len(ts.TERMS))
-        return (lambda: out.copy_(step())), out
+    class Graph:
+        def replay(self):
+            out.copy_(step())
 
+    def capture(step_fn, device, warmup=0):
+        nonlocal step
+        calls["captures"] += 1
+        step = step_fn
+        return Graph(), out
+
+    out, step = torch.zeros(len(ts.TERMS)), None
     return capture
 
 
-def _train(cls, data, steps, graphs, monkeypatch=None, capture=None):
+def _train(cls, data, steps, graphs, capture=None):
     cfg = tiny_config(train_seed=4)
     torch.manual_seed(0)
     model = cls.from_config(cfg, NUM_ACTIONS, device="cpu").train()
-    if capture is not None:
-        monkeypatch.setattr(ts.TrainStep, "capture", staticmethod(capture))
-    step = ts.TrainStep(model, cfg, graphs=graphs)
+    step = ts.TrainStep(model, cfg, graphs=graphs, capture=capture)
     g = torch.Generator().manual_seed(2)
     torch.manual_seed(5)
     terms = [step(data.sample(2, 6, g)) for _ in range(steps)]
@@ -84,7 +88,7 @@ def test_graph_path_trains_the_same_weights_as_eager(cls, small_data, monkeypatc
     steps = ts.WARMUP_STEPS + 4
     eager, eager_step, eager_terms = _train(cls, small_data, steps, graphs=False)
     calls = {"captures": 0}
-    graphed, graphed_step, graphed_terms = _train(cls, small_data, steps, graphs=True, monkeypatch=monkeypatch,
+    graphed, graphed_step, graphed_terms = _train(cls, small_data, steps, graphs=True,
                                                   capture=_fake_capture(calls))
     assert calls["captures"] == 1 and graphed_step.replays == steps - ts.WARMUP_STEPS
     assert graphed_step.backend == "CUDA graph" and eager_step.backend == "eager"
@@ -95,7 +99,7 @@ def test_graph_path_trains_the_same_weights_as_eager(cls, small_data, monkeypatc
 
 def test_graph_outputs_are_copied_out_before_the_next_replay(small_data, monkeypatch):
     _, _, terms = _train(wm.TransformerWorldModel, small_data, ts.WARMUP_STEPS + 3, graphs=True,
-                         monkeypatch=monkeypatch, capture=_fake_capture({"captures": 0}))
+                         capture=_fake_capture({"captures": 0}))
     replayed = terms[ts.WARMUP_STEPS:]
     assert not torch.equal(replayed[0], replayed[-1])  # each step returned its own terms
 
@@ -104,14 +108,13 @@ def test_a_failed_capture_warns_once_and_trains_eagerly_on(small_data, monkeypat
     monkeypatch.setattr(ts.TRAINING_GRAPHS, "failures", [])
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
 
-    def broken(step, device):
+    def broken(step, device, warmup=0):
         raise RuntimeError("operation not permitted when stream is capturing")
 
     steps = ts.WARMUP_STEPS + 3
     eager, _, _ = _train(wm.RSSMWorldModel, small_data, steps, graphs=False)
     with pytest.warns(RuntimeWarning, match="training eagerly") as caught:
-        model, step, _ = _train(wm.RSSMWorldModel, small_data, steps, graphs=True, monkeypatch=monkeypatch,
-                                capture=broken)
+        model, step, _ = _train(wm.RSSMWorldModel, small_data, steps, graphs=True, capture=broken)
     assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
     assert step.backend == "eager" and step.replays == 0
     assert "capture failed" in ts.training_backend(tiny_config(), "cuda")

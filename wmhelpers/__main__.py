@@ -7,14 +7,25 @@ import json
 import sys
 
 
-def train_rssm(args) -> int:
+def _config(args):
+    """A command's ExperimentConfig: the smoke one with --smoke, else from the environment; with
+    --threads N (where the command has it) torch uses N CPU threads."""
+    import torch
+
     from .config import ExperimentConfig
+
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    return ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
+
+
+def train_rssm(args) -> int:
     from .data import load_or_collect
     from .models.rssm import RSSMWorldModel
     from .runs.checkpoints import save_checkpoint
     from .training.loop import train_world_model
 
-    cfg = ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
+    cfg = _config(args)
     data = load_or_collect(cfg)
     train, val = data.split(cfg)
     model = RSSMWorldModel.from_config(cfg, num_actions=data.num_actions)
@@ -29,10 +40,9 @@ def train_rssm(args) -> int:
 
 
 def benchmark(args) -> int:
-    from .config import ExperimentConfig
     from .runs.benchmark import run_benchmark
 
-    cfg = ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
+    cfg = _config(args)
     res = run_benchmark(cfg, sweep=not args.no_sweep)
     text = json.dumps(res, indent=2)
     print(text)
@@ -43,33 +53,22 @@ def benchmark(args) -> int:
 
 
 def seeds_cmd(args) -> int:
-    import torch
-
-    from .config import ExperimentConfig
     from .runs.train_seeds import run_seeds
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
-    run_seeds(cfg, args.seeds, kinds=tuple(args.models), out=args.out, variant=args.variant, memory=args.memory)
+    run_seeds(_config(args), args.seeds, kinds=tuple(args.models), out=args.out, variant=args.variant,
+              memory=args.memory)
     return 0
 
 
 def reward_probe_cmd(args) -> int:
-    import torch
-
-    from .config import ExperimentConfig
     from .runs.reward_probe import run_reward_probe
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
-    run_reward_probe(cfg, steps=args.steps, out=args.out)
+    run_reward_probe(_config(args), steps=args.steps, out=args.out)
     return 0
 
 
 def check_notebook_cmd(args) -> int:
-    from .notebook_tools.notebook import check_notebook
+    from .notebook_runner import check_notebook
 
     problems = check_notebook(args.path)
     if problems:
@@ -82,7 +81,7 @@ def check_notebook_cmd(args) -> int:
 
 
 def run_notebook_cmd(args) -> int:
-    from .notebook_tools.notebook import run_notebook
+    from .notebook_runner import run_notebook
 
     info = run_notebook(args.path, out=args.out, smoke=args.smoke)
     print(f"Executed {args.path} in {info['seconds']:.0f} s" + (" (smoke mode)" if args.smoke else ""))
@@ -91,16 +90,22 @@ def run_notebook_cmd(args) -> int:
     return 0
 
 
+def _options(p, out: str, smoke: str = "tiny budgets", threads: bool = False) -> None:
+    """The options the commands share: --out, --smoke and, where a command trains, --threads."""
+    if threads:
+        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--out", help=out)
+    p.add_argument("--smoke", action="store_true", help=f"{smoke} (same as WM_SMOKE=1)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wmhelpers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train-rssm", help="train the P03 RSSM baseline and write checkpoints/p03_rssm.pt")
-    p.add_argument("--out", help="checkpoint path (default: <checkpoint_dir>/p03_rssm.pt)")
-    p.add_argument("--smoke", action="store_true", help="tiny budgets (same as WM_SMOKE=1)")
+    _options(p, out="checkpoint path (default: <checkpoint_dir>/p03_rssm.pt)")
     p.set_defaults(fn=train_rssm)
     p = sub.add_parser("benchmark", help="step times, KV-cache vs recompute, attention-cost sweep (JSON)")
-    p.add_argument("--out", help="also write the JSON to this file")
-    p.add_argument("--smoke", action="store_true", help="tiny data (same as WM_SMOKE=1)")
+    _options(p, out="also write the JSON to this file", smoke="tiny data")
     p.add_argument("--no-sweep", action="store_true", help="skip the attention-cost sweep")
     p.set_defaults(fn=benchmark)
     p = sub.add_parser("seeds", help="train both world models per training seed (resumable) and write "
@@ -111,21 +116,16 @@ def main(argv=None) -> int:
     p.add_argument("--variant", choices=("tf2",), help="train and evaluate a named Transformer variant instead "
                                                         "of the pair (tf2: the 2-layer ablation)")
     p.add_argument("--memory", action="store_true", help="run the cue-recall experiment (Section 6) per seed")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--out", help="seeds file (default: <checkpoint_dir>/p04_seeds.json)")
-    p.add_argument("--smoke", action="store_true", help="tiny budgets (same as WM_SMOKE=1)")
+    _options(p, out="seeds file (default: <checkpoint_dir>/p04_seeds.json)", threads=True)
     p.set_defaults(fn=seeds_cmd)
     p = sub.add_parser("reward-probe", help="train small classifiers on real frames for the reward ceiling and "
                                             "write checkpoints/reward_probe.json")
     p.add_argument("--steps", type=int, default=600, help="training steps per view (default 600)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--out", help="output file (default: <checkpoint_dir>/reward_probe.json)")
-    p.add_argument("--smoke", action="store_true", help="tiny data (same as WM_SMOKE=1)")
+    _options(p, out="output file (default: <checkpoint_dir>/reward_probe.json)", smoke="tiny data", threads=True)
     p.set_defaults(fn=reward_probe_cmd)
     p = sub.add_parser("run-notebook", help="execute the notebook top to bottom in a fresh kernel, in place")
     p.add_argument("path", nargs="?", default="p04_transformer_backbone.ipynb")
-    p.add_argument("--out", help="write the executed notebook here instead of in place")
-    p.add_argument("--smoke", action="store_true", help="tiny budgets (WM_SMOKE=1)")
+    _options(p, out="write the executed notebook here instead of in place")
     p.set_defaults(fn=run_notebook_cmd)
     p = sub.add_parser("check-notebook", help="check an executed notebook for grading")
     p.add_argument("path")

@@ -23,8 +23,8 @@ class ExperimentConfig:
     env_steps: int = 50_000  # random-policy steps collected (all streams together)
     collect_streams: int = 2  # independent env copies, seeds seed+i; fixed so data never depends on core count
     # 4 held-out episodes (7,148 steps): enough for ~390 non-overlapping evaluation windows of
-    # context + horizon frames, so the window CIs need no correction for overlap (with 2 episodes
-    # the old 256 overlapping windows reused each frame ~2.6 times).
+    # context + horizon frames, so the window CIs need no correction for overlap (with 2 episodes,
+    # 256 overlapping windows would reuse each frame ~2.6 times).
     val_episodes: int = 4  # the last episodes in storage order are validation only
     seed: int = 0  # the DATA seed: env streams, the split, the validation and evaluation windows
     # The TRAINING seed: initialisation, batch order, latent sampling and dropout. Varying it alone
@@ -179,10 +179,6 @@ class ExperimentConfig:
         return cls(**kwargs)
 
     # ---------------------------------------------------------------------------------------
-    @property
-    def latent_dim(self) -> int:
-        return self.latent_vars * self.latent_classes
-
     def resolve_device(self) -> torch.device:
         """device="auto": CUDA, then MPS if it passed its self-check (one training step and one
         imagination step, finite and close to the CPU's: device.mps_refusal; a refusal is printed

@@ -53,6 +53,17 @@ def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((size, size), Image.BOX), dtype=np.uint8)
 
 
+def to_float_frames(obs) -> torch.Tensor:
+    """uint8 frames [..., H, W, 3] (numpy or torch) -> [..., 3, H, W] in [0, 1], as the models read them."""
+    return torch.as_tensor(obs).movedim(-1, -3).float().div_(255.0)
+
+
+def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
+    """Float frames [..., 3, H, W] in [0, 1] (decoded, say) -> uint8 [..., H, W, 3], like the stored ones."""
+    x = frames.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return x.movedim(-3, -1).cpu().numpy()
+
+
 def _collect_stream(cfg_dict: dict, stream: int, steps: int, queue) -> None:
     """One worker: a uniformly random policy in its own env, seeded seed + stream.
 
@@ -268,9 +279,6 @@ class EpisodeDataset:
     def num_episodes(self) -> int:
         return len(self._episode_starts)
 
-    def episode_ids(self) -> np.ndarray:
-        return self.arrays["episode"][self._episode_starts]
-
     def fingerprint(self) -> str:
         """sha256 over every array (shape, dtype, bytes) and the action count; stable across reloads."""
         if self._fingerprint is None:
@@ -316,9 +324,8 @@ class EpisodeDataset:
     def windows(self, starts: np.ndarray, length: int) -> dict:
         """The windows of `length` steps beginning at rows `starts`, as float/int tensors (see module doc)."""
         idx = starts[:, None] + np.arange(length)[None, :]
-        obs = torch.from_numpy(self.arrays["obs"][idx])  # [B,T,H,W,3] uint8
         return {
-            "obs": obs.permute(0, 1, 4, 2, 3).float().div_(255.0),
+            "obs": to_float_frames(self.arrays["obs"][idx]),
             "action": torch.from_numpy(self.arrays["action"][idx].astype(np.int64)),
             "reward": torch.from_numpy(self.arrays["reward"][idx].astype(np.float32)),
             "cont": torch.from_numpy(1.0 - self.arrays["terminated"][idx].astype(np.float32)),

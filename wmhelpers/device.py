@@ -1,6 +1,5 @@
 """The machine a run happens on: which device, what to call it, which precision, how to wait for
-it, how to time a call on it, and the CUDA-graph fast paths (`GraphPath`). A leaf: it imports
-nothing else of the package.
+it and how to time a call on it. A leaf: it imports nothing else of the package.
 
 Wall-clock numbers are only comparable between runs on the same device, so every history,
 checkpoint and results file records `device_record(device)`: the type (cpu / cuda / mps), a
@@ -14,10 +13,8 @@ because bf16 changed what the model learned (BF16_FINDING). MPS is used only aft
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import time
-import warnings
 
 import torch
 
@@ -191,78 +188,3 @@ def median_ms(fn, repeats: int, warmup: int, device: torch.device | str) -> floa
         fn()
     times = sorted(seconds(fn, device) for _ in range(repeats))
     return 1000 * times[len(times) // 2]
-
-
-# ---- CUDA graphs: the one helper both fast paths use (the training step, a KV-cache imagination step) ----
-# At this model size a step is hundreds of tiny kernels, each launched by Python: launching them,
-# not computing them, is the cost on a GPU (../shared/GPU.md). A CUDA graph records the step once
-# and replays it with one launch. A `GraphPath` is one such fast path: whether it is switched on,
-# why it stopped (a capture failure is remembered for the rest of the process, warned once, and
-# shown on the notebook's device line), and how it is captured.
-@contextlib.contextmanager
-def side_stream(device: torch.device | str):
-    """Run the block on a side stream on CUDA (the documented pattern for work before a capture:
-    lazy library setup must happen outside it); elsewhere nothing."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        yield
-        return
-    stream = torch.cuda.Stream(device=device)
-    stream.wait_stream(torch.cuda.current_stream(device))
-    try:
-        with torch.cuda.stream(stream):
-            yield
-    finally:
-        torch.cuda.current_stream(device).wait_stream(stream)
-
-
-def capture(step, device: torch.device | str, warmup: int = 0) -> tuple:
-    """(graph, outputs): `step` recorded once (after `warmup` calls on a side stream); graph.replay()
-    runs it again, writing into the same output tensors."""
-    if warmup:
-        with side_stream(device):
-            for _ in range(warmup):
-                step()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = step()
-    return graph, out
-
-
-class GraphPath:
-    """One CUDA-graph fast path: switched on (`enabled`; set False to run eagerly, to compare or to
-    debug) and not failed before in this process (`failures`)."""
-
-    def __init__(self, what: str, instead: str, running: str):
-        self.what, self.instead, self.running = what, instead, running
-        self.enabled = True
-        self.failures: list[str] = []
-
-    def usable(self, device: torch.device | str) -> bool:
-        return self.unavailable(device) is None
-
-    def unavailable(self, device: torch.device | str) -> str | None:
-        """Why the path does not run on `device` ("eager (...)"), or None when it does."""
-        device = torch.device(device)
-        if device.type != "cuda":
-            return f"eager ({device.type})"
-        if not self.enabled:
-            return "eager (CUDA graphs switched off)"
-        if self.failures:
-            return f"eager (CUDA-graph capture failed: {self.failures[0]})"
-        return None
-
-    def backend(self, device: torch.device | str) -> str:
-        """How the path runs on `device`, in words, for the notebook's device line."""
-        return self.unavailable(device) or self.running
-
-    def failed(self, err: Exception) -> None:
-        """A capture failed: remember why (the path is not tried again in this process), warn once,
-        and let queued work finish."""
-        self.failures.append(f"{type(err).__name__}: {err}".splitlines()[0][:200])
-        warnings.warn(f"{self.what} is unavailable here ({self.failures[0]}); {self.instead}.", RuntimeWarning,
-                      stacklevel=3)
-        try:  # a failed capture can leave work queued on a side stream
-            torch.cuda.synchronize()
-        except Exception:  # noqa: BLE001
-            pass

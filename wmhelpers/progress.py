@@ -7,9 +7,10 @@
   e.g. `training transformer: 100%|##########| 1750/1750 [05:31<00:00, 5.28it/s, recon=...]`.
   A live bar would be saved as dozens of stacked lines, and on stderr, which GitHub and nbviewer
   show as a pink block; the run's liveness comes from run-notebook's own progress line instead:
-  with WM_PROGRESS_FILE set (run-notebook sets it) the bar also writes its current state, e.g.
-  `training transformer:  45%|####5     | 790/1750 [02:31<03:03, 5.2it/s]`, into that file (at
-  most twice a second), and run-notebook shows it in the terminal. Nothing of it enters the notebook.
+  with WM_PROGRESS_LIVE set (run-notebook sets it) the bar also prints its current state, e.g.
+  `training transformer:  45%|####5     | 790/1750 [02:31<03:03, 5.2it/s]`, as one line marked
+  with LIVE_MARK (at most twice a second); run-notebook reads those lines off the kernel's output
+  stream, shows them in the terminal and takes them out before the output is saved.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import time
 
 from tqdm.std import tqdm as text_tqdm
 
-PROGRESS_FILE_ENV = "WM_PROGRESS_FILE"  # where a text-mode bar writes its live state (a side channel)
+LIVE_ENV = "WM_PROGRESS_LIVE"  # set: a text-mode bar also prints its live state, marked
+LIVE_MARK = "wm-progress: "  # what marks such a line (notebook_runner.live_states takes it out)
 SHARE_EVERY_S = 0.5
 
 
@@ -44,20 +46,13 @@ class FinalLineBar(text_tqdm):
         return True
 
     def share(self, force: bool = False) -> None:
-        """Write the bar's state into $WM_PROGRESS_FILE (if set), for run-notebook to show live;
-        replaced atomically, so a reader never sees half a line."""
-        path = os.environ.get(PROGRESS_FILE_ENV)
+        """With $WM_PROGRESS_LIVE set, print the bar's state as one LIVE_MARK line, for run-notebook."""
         now = time.monotonic()
-        if not path or (not force and now - self._shared_at < SHARE_EVERY_S):
+        if not os.environ.get(LIVE_ENV) or (not force and now - self._shared_at < SHARE_EVERY_S):
             return
         self._shared_at = now
-        try:
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                f.write(self.__str__())
-            os.replace(tmp, path)
-        except OSError:
-            pass  # the side channel is a courtesy: never fail the loop for it
+        self.fp.write(f"{LIVE_MARK}{self.__str__()}\n")  # one write: never split across two stream messages
+        self.fp.flush()
 
     def close(self):
         self._closing = True

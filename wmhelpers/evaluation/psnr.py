@@ -15,7 +15,7 @@ import torch
 # Frames are stored as 8-bit values: rounding a continuous image to 256 levels already adds
 # uniform noise of variance (1/255)^2 / 12 per value. An MSE below that measures nothing real,
 # so a prediction is never scored as more accurate than the quantization of the frames
-# themselves: PSNR_CAP_DB = 10 log10(12 * 255^2) = 58.9 dB. (The old cap, 100 dB, let one
+# themselves: PSNR_CAP_DB = 10 log10(12 * 255^2) = 58.9 dB. (A cap of 100 dB would let one
 # identical frame, copy-last where nothing moved, lift a mean of ~29 dB windows by 71/N dB.)
 QUANTIZATION_MSE = 1.0 / (12 * 255**2)
 PSNR_CAP_DB = 10 * math.log10(1 / QUANTIZATION_MSE)

@@ -45,7 +45,7 @@ def evaluation_windows(val, cfg: ExperimentConfig) -> dict:
     """The fixed windows of C + H frames every model is scored on.
 
     The validation episodes are tiled without overlap (`EpisodeDataset.tile_starts`), so no frame is scored in
-    two windows: overlapping windows counted the same frames ~2.6 times and made the CI too
+    two windows: overlapping windows would count the same frames ~2.6 times and make the CI too
     narrow. When there are more tiles than cfg.eval_windows, that many are kept, evenly spread
     over all tiles in storage order. Nothing is random: the windows depend on the validation
     data (fixed by the data seed cfg.seed and cfg.val_episodes) and C + H only, never on a
@@ -84,44 +84,11 @@ def _batches(windows: dict, chunk: int, device):
                windows["reward"][i : i + chunk])
 
 
-class _Consumed:
-    """A model as the evaluator sees it: every tensor handed to observe / imagine / encode /
-    one_step is hashed on its way in. Comparing these digests between models checks what each
-    model actually consumed, not the shared window tensors they were cut from (which are equal
-    by construction, so a check on them could never fail)."""
-
-    def __init__(self, model):
-        self.model, self.sha = model, hashlib.sha256()
-
-    def _hash(self, *tensors):
-        for t in tensors:
-            self.sha.update(np.ascontiguousarray(t.detach().cpu().numpy()))
-
-    def observe(self, obs, actions):
-        self._hash(obs, actions)
-        return self.model.observe(obs, actions)
-
-    def imagine(self, state, actions, **kwargs):
-        self._hash(actions)
-        return self.model.imagine(state, actions, **kwargs)
-
-    def encode(self, obs, actions=None):
-        self._hash(obs, *([] if actions is None else [actions]))
-        return self.model.encode(obs, actions)
-
-    def one_step(self, obs, actions):
-        self._hash(obs, actions)
-        return self.model.one_step(obs, actions)
-
-    def decode(self, latents):
-        return self.model.decode(latents)
-
-
-def token_agreement(latents: torch.Tensor, reference: torch.Tensor, latent_vars: int) -> np.ndarray:
-    """Per window and step, the fraction of the categorical variables whose class (argmax) is the
-    same in `latents` and `reference` (both flat one-hot [B, H, V*K]): [B, H] in [0, 1]."""
-    pick = lambda z: z.reshape(*z.shape[:-1], latent_vars, -1).argmax(-1)  # noqa: E731
-    return (pick(latents) == pick(reference)).float().mean(-1).cpu().numpy()
+def token_agreement(z: torch.Tensor, reference: torch.Tensor, latent_vars: int) -> torch.Tensor:
+    """The fraction of the categorical variables whose class (argmax) is the same in the flat
+    one-hot tokens z and reference [..., V*K]: [...] in [0, 1]."""
+    pick = lambda t: t.reshape(*t.shape[:-1], latent_vars, -1).argmax(-1)  # noqa: E731
+    return (pick(z) == pick(reference)).float().mean(-1)
 
 
 @torch.no_grad()
@@ -153,13 +120,12 @@ def evaluate_rollouts(models: dict, val, cfg: ExperimentConfig, chunk: int = 32,
     Every list in a summary has one value per horizon step. "ci" is the 95 % t-interval
     half-width over windows; "capped" counts windows at PSNR_CAP_DB. Mode (argmax) latents are
     the headline; "sampled" averages the decoded frames of cfg.eval_samples sampled rollouts
-    (the same for both models). Raises RuntimeError if two models consumed different windows.
+    (the same for both models). Every model reads the same window tensors, cut once above.
     """
     C, H = cfg.context, cfg.horizon
     windows = evaluation_windows(val, cfg)
     N = len(windows["obs"])
     raw: dict = {}
-    consumed: dict[str, str] = {}
     reward_scores: dict[str, dict] = {}
     agreement: dict[str, list] = {}
 
@@ -184,33 +150,29 @@ def evaluate_rollouts(models: dict, val, cfg: ExperimentConfig, chunk: int = 32,
         # sampled rollouts draw from their own generator, seeded by the data seed: the same
         # draws for every model and every training seed
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
-        seen = _Consumed(model)
         rewards = {"pred": [], "true": []}
         for obs, act, rew in _batches(windows, chunk, device):
             target, last = obs[:, C : C + H], obs[:, C - 1 : C]
             mask = changed_mask(target, last, cfg.changed_threshold)
-            out = rollout(seen, obs, act, cfg)
+            out = rollout(model, obs, act, cfg)
             add((name, "mode"), _scores(out["frames"], target, mask))
             add((name, "latent_hold"), _scores(out["latent_hold"], target, mask))
-            samples = torch.stack([rollout(seen, obs, act, cfg, sample=True, generator=generator)["frames"]
+            samples = torch.stack([rollout(model, obs, act, cfg, sample=True, generator=generator)["frames"]
                                    for _ in range(cfg.eval_samples)]).mean(0)
             add((name, "sampled"), _scores(samples, target, mask))
-            posterior = seen.encode(obs[:, : C + H], act[:, : C + H - 1])
-            add((name, "recon_ceiling"), _scores(seen.decode(posterior[:, C:]), target, mask))
-            agreement.setdefault(name, []).append(token_agreement(out["imagined"]["latent"], posterior[:, C:],
-                                                                  seen.model.vae.latent_vars))
-            one_step = seen.one_step(obs[:, : C + H], act[:, : C + H])
-            frames = seen.decode(one_step["latent"])  # frames 1..C+H-1
+            posterior = model.encode(obs[:, : C + H], act[:, : C + H - 1])
+            add((name, "recon_ceiling"), _scores(model.decode(posterior[:, C:]), target, mask))
+            agreement.setdefault(name, []).append(
+                token_agreement(out["imagined"]["latent"], posterior[:, C:], model.vae.latent_vars).cpu().numpy())
+            one_step = model.one_step(obs[:, : C + H], act[:, : C + H])
+            frames = model.decode(one_step["latent"])  # frames 1..C+H-1
             add((name, "teacher_forced"), _scores(frames[:, C - 1 :], target, mask))
             rewards["pred"].append(one_step["reward"].float().cpu().reshape(-1))
             rewards["true"].append(rew.reshape(-1))
             bar.update(len(obs))
-        consumed[name] = seen.sha.hexdigest()
         reward_scores[name] = reward_event_metrics(torch.cat(rewards["pred"]).numpy(),
                                                    torch.cat(rewards["true"]).numpy())
     bar.close()
-    if len(set(consumed.values())) > 1:  # checked, not assumed: every model consumed the same tensors
-        raise RuntimeError(f"models were evaluated on different windows (sha256 of what each consumed): {consumed}")
 
     raw = {k: {m: np.concatenate(v) for m, v in slot.items()} for k, slot in raw.items()}
     results = {"horizons": list(range(1, H + 1)), "context": C, "n_windows": N, "n_tiles": windows["n_tiles"],

@@ -9,7 +9,7 @@
     rssm.py          the P03 baseline: GRU path, prior, residual posterior
 
 Nothing here knows how a model is trained, evaluated or shown: this folder imports only the
-config and the device helpers of the package (and torch). `MODEL_REGISTRY` maps a checkpoint's
+config, the device helpers and `cuda_graphs` of the package (and torch). `MODEL_REGISTRY` maps a checkpoint's
 `kind` to its class, for the checkpoint loader.
 """
 

@@ -8,8 +8,7 @@ The three RSSM equations (P02), written with the same index convention as the Tr
 with h_0 = 0. Reward r_t and continuation c_t are read from h_{t+1}, like the Transformer reads
 them at the token a_t: both heads see every latent and action up to a_t.
 
-Two choices, each against a problem measured while this project's budget was calibrated
-(throwaway prototypes on 2 CPU cores, Boxing, batch 16x16; the figures are quoted below):
+Two choices, each against a problem measured on this experiment (2 CPU cores, Boxing, batch 16x16):
 
 * Residual posterior. DreamerV3 computes q from an MLP over [h_t, e_t]. Measured here, that
   RSSM sits for its first 1,000-1,500 steps with KL under the free-bits floor, the posterior
@@ -137,15 +136,7 @@ class RSSMWorldModel(WorldModel):
             priors.append(self.prior(h))
         return torch.stack(priors, 1)
 
-    @torch.no_grad()
-    def imagine(self, state: dict, actions: torch.Tensor, sample: bool = False,
-                generator: torch.Generator | None = None) -> dict:
-        """Open loop with the prior: h_{k+1} = GRU(h_k, [z_k, a_k]); z_{k+1} ~ p(z | h_{k+1})."""
-        h, z = state["h"], state["latent"]
-        outs = []
-        for k in range(actions.shape[1]):
-            h = self.img_step(h, z, actions[:, k])
-            head = self._read(h)
-            z = self._pick(head["next_logits"], sample, generator)
-            outs.append(dict(head, latent=z))
-        return {key: torch.stack([o[key] for o in outs], 1) for key in ("latent", "reward", "cont", "next_logits")}
+    def imagine_step(self, state: dict, action: torch.Tensor) -> dict:
+        """h_{t+1} = GRU(h_t, [z_t, a_t]) into state["h"]; the prior p(z_{t+1} | h_{t+1}) and heads read at it."""
+        state["h"] = self.img_step(state["h"], state["latent"], action)
+        return self._read(state["h"])

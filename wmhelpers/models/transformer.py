@@ -18,21 +18,19 @@ distance below what training showed (0..31). So a rollout longer than the traini
 Imagination uses a true key/value cache: each imagined step feeds only its two new tokens
 (z_t, a_t) and attends to the cached keys and values of every layer. The cache is a set of
 static-shape ring buffers written in place (`KVCache`), so one step has the same shapes at
-every horizon: on a CUDA GPU that step is captured once as a CUDA graph and replayed
-(`imagination_backend` says which path runs); on a CPU it runs eagerly.
+every horizon and asks the host for nothing: on a CUDA GPU, `WorldModel.imagine` can capture it
+once as a CUDA graph and replay it (`cuda_graphs.py`).
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..device import GraphPath, capture
-from .latent import flat, mode_one_hot, unimix_logits
+from .latent import unimix_logits
 from .masking import EMPTY, attention_mask
 from .nets import mlp
 from .world_model import WorldModel
@@ -95,10 +93,6 @@ class KVCache:
     def slots(self) -> int:
         return self.pos.shape[0]
 
-    @property
-    def batch(self) -> int:
-        return self.keys[0].shape[0]
-
     def tensors(self) -> list:
         return [*self.keys, *self.values, self.pos, self.next_pos]
 
@@ -141,10 +135,7 @@ class CausalSelfAttention(nn.Module):
         mask. Returns (y, (k, v)): the keys and values are what `prefill` caches."""
         q, k, v = self.project(x, rope)
         p = self.dropout if self.training else 0.0
-        if mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)  # fast path
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=p)
         return self.merge(y), (k, v)
 
     def step(self, x, rope, mask, k_cache, v_cache, slot):
@@ -156,12 +147,11 @@ class CausalSelfAttention(nn.Module):
         p = self.dropout if self.training else 0.0
         return self.merge(F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask, dropout_p=p))
 
-    def weights(self, x, rope, pos) -> torch.Tensor:
+    def weights(self, x, rope, mask) -> torch.Tensor:
         """Explicit attention probabilities [B, heads, L, L] (for the attention-map figure only)."""
         q, k, _ = self.project(x, rope)
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-        scores = scores.masked_fill(~attention_mask(pos, pos, self.window), float("-inf"))
-        return scores.softmax(-1)
+        return scores.masked_fill(~mask, float("-inf")).softmax(-1)
 
 
 class Block(nn.Module):
@@ -191,7 +181,7 @@ class TransformerDynamics(nn.Module):
                  hidden: int = 256, unimix: float = 0.01):
         super().__init__()
         self.latent_vars, self.latent_classes, self.unimix, self.window = latent_vars, latent_classes, unimix, window
-        self.heads_n, self.head_dim = heads, dim // heads  # (`heads` is the method reading the outputs)
+        self.heads, self.head_dim = heads, dim // heads
         self.z_embed = nn.Sequential(nn.Linear(latent_vars * latent_classes, dim), nn.LayerNorm(dim))
         self.a_embed = nn.Embedding(num_actions, dim)
         self.blocks = nn.ModuleList(Block(dim, heads, dropout, window) for _ in range(layers))
@@ -205,18 +195,22 @@ class TransformerDynamics(nn.Module):
         zt, at = self.z_embed(z), self.a_embed(action)
         return torch.stack([zt, at], dim=2).flatten(1, 2)
 
-    def run(self, x: torch.Tensor, pos: torch.Tensor):
-        """The blocks over a whole token sequence x at positions pos -> (LN(h), [(k, v) per layer])."""
+    def run(self, x: torch.Tensor, pos: torch.Tensor, maps: list | None = None):
+        """The blocks over a whole token sequence x at positions pos -> (LN(h), [(k, v) per layer]).
+        With a list `maps`, each layer's attention probabilities are appended to it."""
         rope = rope_angles(pos, self.head_dim)
+        mask = attention_mask(pos, pos, self.window)
         # within the window the sliding mask is just the causal one, and SDPA has a fast path for it
-        mask = None if len(pos) <= self.window else attention_mask(pos, pos, self.window)
+        causal = len(pos) <= self.window
         kv = []
         for block in self.blocks:
-            x, layer_kv = block(x, rope, mask)
+            if maps is not None:
+                maps.append(block.attn.weights(block.ln1(x), rope, mask))
+            x, layer_kv = block(x, rope, None if causal else mask)
             kv.append(layer_kv)
         return self.ln_f(x), kv
 
-    def heads(self, h: torch.Tensor) -> dict:
+    def readout(self, h: torch.Tensor) -> dict:
         """Read the hidden state of action tokens: next-latent logits (unimix), reward, cont."""
         logits = self.next_head(h).view(*h.shape[:-1], self.latent_vars, self.latent_classes)
         cont_logit = self.cont_head(h).squeeze(-1)
@@ -231,12 +225,12 @@ class TransformerDynamics(nn.Module):
         """All steps at once (teacher forcing). Index t of every output is read at token a_t."""
         x = self.tokens(z, action)
         h, _ = self.run(x, torch.arange(x.shape[1], device=x.device))
-        return self.heads(h[:, 1::2])
+        return self.readout(h[:, 1::2])
 
     # ---- imagination with the KV cache ------------------------------------------------------
     def new_cache(self, batch: int, device, dtype=torch.float32) -> KVCache:
         """An empty cache (no token yet; the next token is at position 0)."""
-        return KVCache.empty(len(self.blocks), batch, self.heads_n, self.window + 1, self.head_dim, device, dtype)
+        return KVCache.empty(len(self.blocks), batch, self.heads, self.window + 1, self.head_dim, device, dtype)
 
     def prefill(self, z: torch.Tensor, action: torch.Tensor) -> KVCache:
         """Run the tokens z_0, a_0, ..., z_{T-1}, a_{T-1} once; cache the keys/values the next tokens can read."""
@@ -268,118 +262,15 @@ class TransformerDynamics(nn.Module):
         for block, k_cache, v_cache in zip(self.blocks, cache.keys, cache.values):
             x = block.step(x, rope, mask, k_cache, v_cache, slot)
         cache.next_pos.add_(2)
-        return self.heads(self.ln_f(x[:, -1]))
-
-    def imagine(self, cache: KVCache, z: torch.Tensor, actions: torch.Tensor, pick=None) -> dict:
-        """Open loop from a cache: at step k feed (z_k, a_k), read p(z_{k+1}), z_{k+1} = pick(logits).
-
-        pick None means the mode (argmax), which on a CUDA GPU runs as a replayed CUDA graph.
-        The given cache is left as it was. Returns latent, reward, cont, next_logits, each [B, H, ...]."""
-        if pick is None:
-            if not self.training and IMAGINATION_GRAPHS.usable(z.device):
-                out = self._imagine_graphed(cache, z, actions)
-                if out is not None:
-                    return out
-            pick = _mode
-        cache = cache.clone()
-        outs = []
-        for k in range(actions.shape[1]):
-            head = self.step(cache, z, actions[:, k])
-            z = pick(head["next_logits"])
-            outs.append(dict(head, latent=z))
-        return {key: torch.stack([o[key] for o in outs], 1) for key in IMAGINED}
-
-    def _imagine_graphed(self, cache: KVCache, z: torch.Tensor, actions: torch.Tensor) -> dict | None:
-        """`imagine` with mode latents through a captured CUDA graph; None if capture fails here."""
-        try:
-            graphs = _GRAPHS.setdefault(self, {})
-            # a graph holds raw addresses: a new batch size or re-allocated weights need a new one
-            key = (z.shape, z.dtype, cache.slots, cache.keys[0].dtype, tuple(p.data_ptr() for p in self.parameters()))
-            if key not in graphs:
-                if len(graphs) >= 4:  # a few batch sizes at most (evaluation chunks); free the rest
-                    graphs.clear()
-                graphs[key] = GraphedStep(self, cache, z)
-            return graphs[key].rollout(cache, z, actions)
-        except Exception as err:  # noqa: BLE001  (any capture failure: fall back, never fail a rollout)
-            IMAGINATION_GRAPHS.failed(err)
-            return None
+        return self.readout(self.ln_f(x[:, -1]))
 
     @torch.no_grad()
     def attention_maps(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Attention probabilities [layers, B, heads, 2T, 2T] over one sequence (eval mode)."""
         x = self.tokens(z, action)
-        pos = torch.arange(x.shape[1], device=x.device)
-        rope = rope_angles(pos, self.head_dim)
-        mask = None if len(pos) <= self.window else attention_mask(pos, pos, self.window)
-        maps = []
-        for block in self.blocks:
-            maps.append(block.attn.weights(block.ln1(x), rope, pos))
-            x, _ = block(x, rope, mask)
+        maps: list = []
+        self.run(x, torch.arange(x.shape[1], device=x.device), maps)
         return torch.stack(maps)
-
-
-IMAGINED = ("latent", "reward", "cont", "next_logits")
-
-
-def _mode(logits: torch.Tensor) -> torch.Tensor:
-    return flat(mode_one_hot(logits))
-
-
-# ----------------------------------------------------------------------------------------------
-# CUDA graphs: one imagination step captured once, replayed every step
-# ----------------------------------------------------------------------------------------------
-# At this size an imagined step is a few hundred tiny kernels, each launched by Python: measured on
-# an H100, eager imagination ran at ~3.5k frames/s whatever the horizon, and the KV cache was no
-# faster than recomputing everything (../shared/GPU.md). A CUDA graph replays the whole step with
-# one launch. Capture takes milliseconds (torch.compile would take tens of seconds per shape on a
-# Colab GPU, a poor trade in a notebook), needs static shapes (KVCache) and no host syncs (none).
-IMAGINATION_GRAPHS = GraphPath("CUDA-graph imagination", "imagining eagerly instead (same results, slower on a GPU)",
-                               "CUDA graph of one step, static KV buffers (eager if capture fails)")
-_GRAPHS: "weakref.WeakKeyDictionary[TransformerDynamics, dict]" = weakref.WeakKeyDictionary()
-
-
-def imagination_backend(device: torch.device | str) -> str:
-    """How Transformer imagination runs on `device`, in words, for the notebook's device line."""
-    return IMAGINATION_GRAPHS.backend(device)
-
-
-class GraphedStep:
-    """One imagination step with mode latents, captured as a CUDA graph on static buffers.
-
-    The graph reads its inputs from, and writes its outputs to, fixed tensors (`self.cache`,
-    `self.z`, `self.action`, `self.out`); it also feeds its own latent back into `self.z`, so a
-    rollout of H steps is H replays, each followed by copying the step's outputs out."""
-
-    def __init__(self, dyn: TransformerDynamics, cache: KVCache, z: torch.Tensor):
-        # no reference to `dyn` is kept: _GRAPHS maps dyn weakly to its graphs
-        self.cache, self.z = cache.clone(), z.clone()
-        self.action = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
-        with torch.no_grad():
-            self.graph, self.out = self.capture(lambda: self._step(dyn), z.device)
-
-    @staticmethod
-    def capture(step, device) -> tuple:
-        """(graph, outputs): `step` recorded once, after two warm-up calls; graph.replay() re-runs it."""
-        return capture(step, device, warmup=2)
-
-    def _step(self, dyn: TransformerDynamics) -> dict:
-        head = dyn.step(self.cache, self.z, self.action)
-        latent = _mode(head["next_logits"])
-        self.z.copy_(latent)
-        return {key: (latent if key == "latent" else head[key]) for key in IMAGINED}
-
-    @torch.no_grad()
-    def rollout(self, cache: KVCache, z: torch.Tensor, actions: torch.Tensor) -> dict:
-        self.cache.copy_(cache)
-        self.z.copy_(z)
-        B, H = actions.shape
-        outs = {key: torch.empty((B, H, *t.shape[1:]), dtype=t.dtype, device=t.device) for key, t in self.out.items()}
-        for k in range(H):
-            self.action.copy_(actions[:, k])
-            self.graph.replay()
-            for key, t in self.out.items():
-                outs[key][:, k] = t
-        return outs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -428,14 +319,9 @@ class TransformerWorldModel(WorldModel):
             cache = self.dynamics.new_cache(B, latents.device, next(self.dynamics.parameters()).dtype)
         return {"cache": cache, "latent": latents[:, -1], "latents": latents}
 
-    @torch.no_grad()
-    def imagine(self, state: dict, actions: torch.Tensor, sample: bool = False,
-                generator: torch.Generator | None = None) -> dict:
-        """Open loop: at step k feed (z_k, a_k), read p(z_{k+1}), pick the mode (or a sample).
-
-        The state is left as it was, so one state can be imagined from many times."""
-        pick = (lambda logits: self._pick(logits, True, generator)) if sample else None
-        return self.dynamics.imagine(state["cache"], state["latent"], actions, pick)
+    def imagine_step(self, state: dict, action: torch.Tensor) -> dict:
+        """Feed (z_t, a_t) into the KV cache (in place); the heads read at a_t predict z_{t+1}."""
+        return self.dynamics.step(state["cache"], state["latent"], action)
 
     def next_token_logits(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.dynamics(latents, actions)["next_logits"]

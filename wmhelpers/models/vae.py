@@ -26,10 +26,6 @@ class CategoricalVAE(nn.Module):
         self.to_logits = nn.Linear(self.encoder.out_dim, latent_vars * latent_classes)
         self.decoder = ConvDecoder(latent_vars * latent_classes, conv_widths, frame_size=frame_size)
 
-    @property
-    def latent_dim(self) -> int:
-        return self.latent_vars * self.latent_classes
-
     def raw_logits(self, obs: torch.Tensor) -> torch.Tensor:
         """obs [..., 3, 64, 64] -> logits [..., V, K] before unimix (float32)."""
         with autocast_context(obs, self.amp):

@@ -1,16 +1,16 @@
 """What the two world models share: the observation model, the loss, and one small interface.
 
 Both `TransformerWorldModel` and `RSSMWorldModel` subclass `WorldModel`. A subclass supplies
-only its dynamics backbone through three methods:
+only its dynamics backbone through four methods:
 
     teacher_forced(obs, action, sample)  posterior logits, latents and the one-step predictions
                                           (next-latent logits, reward, continuation) along a real window
     observe(obs, actions)                 a state summarising a real context
-    imagine(state, actions)               open-loop latents, rewards, continuations
+    imagine_step(state, action)           one imagined step: advance the state by an action, read the heads
     next_token_logits(latents, actions)   the dynamics alone on given latents (Section 6)
 
-Everything else (the loss, decoding, the neutral one-step prediction, the config) is
-written once here, which is how the code guarantees that only the backbone differs.
+Everything else (the loss, the one imagination loop, decoding, the neutral one-step prediction,
+the config) is written once here, which is how the code guarantees that only the backbone differs.
 
 The loss (DreamerV3 / STORM weights):
     L = recon + reward + cont + 0.5 * max(1, KL(sg(q_{t+1}) || p_{t+1}))
@@ -25,8 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import cuda_graphs
 from .latent import flat, kl_losses, mode_one_hot, sample_one_hot
 from .vae import CategoricalVAE
+
+IMAGINED = ("latent", "reward", "cont", "next_logits")  # what imagination returns per step
 
 
 class WorldModel(nn.Module):
@@ -70,10 +73,6 @@ class WorldModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    @property
-    def latent_dim(self) -> int:
-        return self.vae.latent_dim
-
     # ---- the backbone's part -------------------------------------------------------------------
     def teacher_forced(self, obs: torch.Tensor, action: torch.Tensor, sample: bool = True,
                        generator: torch.Generator | None = None) -> dict:
@@ -82,8 +81,10 @@ class WorldModel(nn.Module):
     def observe(self, obs: torch.Tensor, actions: torch.Tensor) -> dict:
         raise NotImplementedError
 
-    def imagine(self, state: dict, actions: torch.Tensor, sample: bool = False,
-                generator: torch.Generator | None = None) -> dict:
+    def imagine_step(self, state: dict, action: torch.Tensor) -> dict:
+        """One imagined step from `state` (latent z_t and the backbone's memory) with action a_t [B]:
+        advance the memory in place of `state`, return the heads read after a_t: next_logits
+        (p(z_{t+1}), [B, V, K]), reward r_t and cont c_t [B]. `imagine` then picks z_{t+1}."""
         raise NotImplementedError
 
     def next_token_logits(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -93,7 +94,35 @@ class WorldModel(nn.Module):
         raise NotImplementedError
 
     # ---- shared -----------------------------------------------------------------------------------
-    def loss_terms(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    @torch.no_grad()
+    def imagine(self, state: dict, actions: torch.Tensor, sample: bool = False,
+                generator: torch.Generator | None = None) -> dict:
+        """Open loop from `state` with the given actions a_k [B, H]: at step k the backbone reads
+        (z_k, a_k) and predicts p(z_{k+1}); z_{k+1} is its mode (or a sample from `generator`) and
+        is fed back. No real frame is seen after `observe`.
+
+        Returns latent [B, H, D], reward and cont [B, H], next_logits [B, H, V, K], and "state": the
+        state after the last action, to continue from. The given state is left as it was, so one
+        state can be imagined from many times. With mode latents on a CUDA GPU each step is a replay
+        of one captured CUDA graph (`cuda_graphs.IMAGINATION_GRAPHS`): the same results, faster."""
+        step = lambda s, a: self._imagine_one(s, a, sample, generator)  # noqa: E731
+        graphs = cuda_graphs.IMAGINATION_GRAPHS
+        if not sample and not self.training and graphs.usable(self.device):
+            out = graphs.imagine(self, step, state, actions)
+            if out is not None:
+                return out
+        state = {k: v.clone() for k, v in state.items()}
+        outs = [step(state, actions[:, k]) for k in range(actions.shape[1])]
+        return {**{key: torch.stack([o[key] for o in outs], 1) for key in IMAGINED}, "state": state}
+
+    def _imagine_one(self, state: dict, action: torch.Tensor, sample: bool, generator) -> dict:
+        """One step of the loop: the backbone's step, then z_{t+1} (mode or sample) into state["latent"]."""
+        head = self.imagine_step(state, action)
+        state["latent"] = self._pick(head["next_logits"], sample, generator)
+        return {key: state["latent"] if key == "latent" else head[key] for key in IMAGINED}
+
+    def loss_terms(self, batch: dict, generator: torch.Generator | None = None,
+                   sample: bool = True) -> tuple[torch.Tensor, dict]:
         """Total loss on a batch from EpisodeDataset.sample, and each term as a detached 0-dim tensor
         on the model's device:
 
@@ -103,10 +132,11 @@ class WorldModel(nn.Module):
         this one runs (and the training step can be captured as a CUDA graph); the training loop
         reads the terms only when it logs. Latents are sampled from `generator` (on the model's
         device) when given, else from the global RNG: validation passes its own generator so it
-        never moves the training streams."""
+        never moves the training streams. sample=False takes the mode latents instead: a step with
+        no randomness (with dropout off), which the MPS self-check runs on two devices to compare."""
         obs = batch["obs"].to(self.device)
         action = batch["action"].to(self.device)
-        out = self.teacher_forced(obs, action, sample=True, generator=generator)
+        out = self.teacher_forced(obs, action, sample=sample, generator=generator)
         recon = self.vae.recon_loss(self.vae.decode_mean(out["latent"]), obs)
         # next_logits[:, t] is the prediction of frame t+1's latent made at step t
         dyn, rep, kl = kl_losses(out["post_logits"][:, 1:], out["next_logits"][:, :-1], self.free_bits)

@@ -5,5 +5,5 @@
     one_token.py   Section 1's demo: one index of 32 classes vs 32 indices per frame
     teach.py       show_source: the package's own code on the notebook page
     describe.py    the device line: device, precision, budget and the fast paths in use
-    notebook.py    run-notebook (with live progress) and check-notebook
+    play.py        play inside both world models: a headless PlaySession and the ipywidgets panel
 """

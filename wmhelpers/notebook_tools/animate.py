@@ -15,8 +15,7 @@ its display priority, so an image/gif output falls back to its text there (jupyt
 PR #2271, adding it, is still open); every notebook renderer (JupyterLab, Colab, VS Code,
 GitHub, nbviewer) shows image/png as `<img src="data:image/png;base64,...">`, and browsers
 pick the decoder from the image bytes, not the label, so the GIF plays. The same trick is the
-one IPython's own maintainers used for GIFs (ipython/ipython#10045). `how="markdown"` gives
-the alternative: a text/markdown output holding an `<img src="data:image/gif;base64,...">`.
+one IPython's own maintainers used for GIFs (ipython/ipython#10045).
 """
 
 from __future__ import annotations
@@ -25,10 +24,11 @@ import base64
 import io
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
-MAX_GIF_BYTES = 2_000_000  # what the notebook may embed (issue 13: at most 2 MB)
+from ..data import to_uint8_frames
+
+MAX_GIF_BYTES = 2_000_000  # the most the notebook embeds: 2 MB
 MIN_PANEL_PX = 192
 
 BACKGROUND = (255, 255, 255)
@@ -37,13 +37,8 @@ CONTEXT_BAR = (200, 200, 200)  # grey bar: the models see this real frame
 IMAGINED_BAR = (255, 190, 120)  # orange bar: the models imagine this frame from the actions alone
 
 
-def _uint8_frames(frames: torch.Tensor) -> np.ndarray:
-    """[T, 3, H, W] in [0, 1] -> [T, H, W, 3] uint8."""
-    x = frames.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def _font(size: int):
+def font(size: int):
+    """PIL's default font at `size` px (shared with the play panel)."""
     try:
         return ImageFont.load_default(size=size)  # scalable (FreeType); a fixed bitmap font otherwise
     except (TypeError, OSError, ImportError):  # pragma: no cover
@@ -54,14 +49,14 @@ def _full_sequences(panels: dict, context: int) -> tuple[dict, int]:
     """Every panel as T = context + horizon uint8 frames; a panel of `horizon` frames is led by
     the first panel's context frames (the real frames every model observed)."""
     names = list(panels)
-    ref = _uint8_frames(panels[names[0]])
+    ref = to_uint8_frames(panels[names[0]])
     T = len(ref)
     if T <= context:
         raise ValueError(f"the first panel ({names[0]!r}) needs context + horizon frames; "
                          f"got {T} for context {context}")
     out = {}
     for name in names:
-        f = _uint8_frames(panels[name])
+        f = to_uint8_frames(panels[name])
         if len(f) == T - context:
             f = np.concatenate([ref[:context], f])
         if len(f) != T or f.shape[1:] != ref.shape[1:]:
@@ -77,7 +72,7 @@ def compose_frames(panels: dict, context: int, scale: int = 3, gap: int = 8) -> 
     seqs, T = _full_sequences(panels, context)
     h, w = next(iter(seqs.values())).shape[1:3]
     ph, pw = h * scale, w * scale
-    label_font, bar_font = _font(max(12, ph // 12)), _font(max(13, ph // 11))
+    label_font, bar_font = font(max(12, ph // 12)), font(max(13, ph // 11))
     label_h, bar_h = int(label_font.size * 1.6), int(bar_font.size * 1.7)
     width = len(seqs) * pw + (len(seqs) + 1) * gap
     height = bar_h + label_h + ph + gap
@@ -114,7 +109,7 @@ def _encode(images: list[Image.Image], colors: int, durations: list[int]) -> byt
 
 
 def rollout_gif(panels: dict, context: int, scale: int = 3, frame_ms: int = 250, end_pause_ms: int = 1500,
-                max_bytes: int = MAX_GIF_BYTES, colors: int = 128, path=None) -> bytes:
+                max_bytes: int = MAX_GIF_BYTES, colors: int = 128) -> bytes:
     """Animated GIF bytes of named frame sequences side by side (e.g. truth | RSSM | Transformer).
 
     panels:  {name: frames [T, 3, H, W] in [0, 1]}, in display order. The first has all
@@ -124,7 +119,7 @@ def rollout_gif(panels: dict, context: int, scale: int = 3, frame_ms: int = 250,
     Timing:  `frame_ms` per step; the last step is held `end_pause_ms` before the loop restarts.
     Size:    at most `max_bytes`: if the GIF is larger, it is re-encoded with fewer colours
              (128 -> 64 -> 32 -> 16); if it still does not fit, ValueError says so.
-    The GIF has exactly T frames (one per time step). If `path` is given, it is also written there.
+    The GIF has exactly T frames (one per time step).
     """
     first = next(iter(panels.values()))
     if min(first.shape[-2:]) * scale < MIN_PANEL_PX:
@@ -136,9 +131,6 @@ def rollout_gif(panels: dict, context: int, scale: int = 3, frame_ms: int = 250,
         data = _encode(images, n, durations)
         tried.append(f"{n} colours: {len(data) / 1e6:.2f} MB")
         if len(data) <= max_bytes:
-            if path is not None:
-                with open(path, "wb") as f:
-                    f.write(data)
             return data
     raise ValueError(f"GIF larger than {max_bytes / 1e6:.1f} MB at every palette ({'; '.join(tried)}): "
                      f"show fewer steps or panels")
@@ -158,11 +150,8 @@ def gif_info(data: bytes) -> dict:
 class GifOutput:
     """A notebook output that plays GIF bytes in Jupyter and in static renders (see module doc)."""
 
-    def __init__(self, data: bytes, how: str = "image"):
-        if how not in ("image", "markdown"):
-            raise ValueError(f"how={how!r}: 'image' or 'markdown'")
-        self.data, self.how = data, how
-        self.info = gif_info(data)
+    def __init__(self, data: bytes):
+        self.data, self.info = data, gif_info(data)
 
     def __repr__(self) -> str:  # the text/plain fallback: what the output is, no object address
         i = self.info
@@ -170,13 +159,10 @@ class GifOutput:
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         b64 = base64.b64encode(self.data).decode("ascii")
-        w, h = self.info["width"], self.info["height"]
-        if self.how == "image":
-            return {"image/png": b64, "text/plain": repr(self)}, {"image/png": {"width": w, "height": h}}
-        html = f'<img src="data:image/gif;base64,{b64}" width="{w}" alt="rollout animation"/>'
-        return {"text/markdown": html, "text/plain": repr(self)}, {}
+        size = {"width": self.info["width"], "height": self.info["height"]}
+        return {"image/png": b64, "text/plain": repr(self)}, {"image/png": size}
 
 
-def gif_output(data: bytes, how: str = "image") -> GifOutput:
+def gif_output(data: bytes) -> GifOutput:
     """Wrap GIF bytes for display: make it the last expression of a cell (or pass it to display())."""
-    return GifOutput(data, how)
+    return GifOutput(data)

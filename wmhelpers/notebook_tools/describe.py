@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import textwrap
 
+from ..cuda_graphs import imagination_backend
 from ..device import BF16_FINDING, device_name, mps_refused
-from ..models.transformer import imagination_backend
 from ..training.step import training_backend
 
 BUDGETS = {"smoke": "smoke budget (WM_SMOKE=1): tiny, for CI only",

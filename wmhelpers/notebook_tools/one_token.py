@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..data import to_float_frames
 from ..evaluation.psnr import masked_psnr, psnr
 from ..models.vae import CategoricalVAE
 
@@ -42,8 +43,7 @@ BEST_ONE_INDEX = "best possible one index (32 k-means pictures)"
 def sample_frames(dataset, n: int, seed: int = 0) -> torch.Tensor:
     """n random frames [n, 3, 64, 64] in [0, 1] from an EpisodeDataset (rows chosen by `seed`)."""
     rows = np.sort(np.random.default_rng(seed).choice(len(dataset), size=min(n, len(dataset)), replace=False))
-    obs = torch.from_numpy(dataset.arrays["obs"][rows])  # [n, H, W, 3] uint8
-    return obs.permute(0, 3, 1, 2).float().div(255.0)
+    return to_float_frames(dataset.arrays["obs"][rows])
 
 
 def train_vae(frames: torch.Tensor, latent_vars: int, latent_classes: int, steps: int = 800,
@@ -100,7 +100,7 @@ def nearest_picture(frames: torch.Tensor, pictures: torch.Tensor) -> torch.Tenso
 @torch.no_grad()
 def one_token_demo(train_frames: torch.Tensor, test_frames: torch.Tensor, seconds: float = 24.0,
                    steps: int = 800, shapes: dict | None = None, foreground_threshold: float = 0.1,
-                   best_one_index: bool = True, trained: dict | None = None, **train_kwargs) -> dict:
+                   **train_kwargs) -> dict:
     """Train one CategoricalVAE per latent shape (`steps` steps each, all within `seconds` of wall
     clock for the whole demo) and score their mode reconstructions of `test_frames` (held out).
     About 1,000 training frames are plenty (the k-means below costs time per frame). Returns
@@ -112,31 +112,22 @@ def one_token_demo(train_frames: torch.Tensor, test_frames: torch.Tensor, second
                        over the pixels that differ from the mean frame by > foreground_threshold,
                        "codes_used": distinct tokens emitted on the test frames (1 x 32 can
                        never exceed 32), "steps", "seconds", "final_loss"}}}
-    best_one_index adds the model BEST_ONE_INDEX: each test frame drawn as the nearest of the 32
-    k-means pictures (`best_one_index_pictures`), the most any one-index token could show.
-    trained: {name: CategoricalVAE} already trained elsewhere (e.g. {"32 indices, trained in the
-    world model": tf.vae}), scored on the same frames without retraining: what the 32 x 32 token
-    reaches with a full budget rather than seconds.
+    The model BEST_ONE_INDEX is each test frame drawn as the nearest of the 32 k-means pictures
+    (`best_one_index_pictures`), the most any one-index token could show. `add_trained` adds VAEs
+    trained elsewhere to the result.
     """
     start = time.perf_counter()
     shapes = SHAPES if shapes is None else shapes
     mean = train_frames.mean(0)
     boxers = boxer_pixels(test_frames, mean, foreground_threshold)
-
-    def record(name, recon, V, K, codes, **info):
-        out["models"][name] = {"vars": V, "classes": K, "bits": V * math.log2(K), "recon": recon,
-                               **_scores(recon, test_frames, boxers), "codes_used": codes, **info}
-
     flat_mean = _scores(mean.expand_as(test_frames), test_frames, boxers)
     out = {"frames": test_frames, "mean_frame": mean, "mean_frame_psnr": flat_mean["psnr"],
            "mean_frame_boxer_psnr": flat_mean["boxer_psnr"], "foreground_threshold": foreground_threshold,
            "models": {}}
-    # the quick parts first, so the VAEs get whatever is left of `seconds`
-    out = add_trained(out, trained or {})
-    if best_one_index:
-        K = next((K for V, K in shapes.values() if V == 1), 32)
-        recon = nearest_picture(test_frames, best_one_index_pictures(train_frames, K))
-        record(BEST_ONE_INDEX, recon, 1, K, len(torch.unique(recon.flatten(1), dim=0)))
+    # the quick part first, so the VAEs get whatever is left of `seconds`
+    K = next((K for V, K in shapes.values() if V == 1), 32)
+    recon = nearest_picture(test_frames, best_one_index_pictures(train_frames, K))
+    out["models"][BEST_ONE_INDEX] = _entry(recon, test_frames, boxers, 1, K, torch.unique(recon.flatten(1), dim=0))
     left = max(0.0, seconds - (time.perf_counter() - start))
     for name, (V, K) in shapes.items():
         with torch.enable_grad():
@@ -144,7 +135,7 @@ def one_token_demo(train_frames: torch.Tensor, test_frames: torch.Tensor, second
                                   **train_kwargs)
         z = vae.encode(test_frames - mean)
         recon = (vae.decode_mean(z) + mean).clamp(0, 1)  # the VAE draws the difference from the mean frame
-        record(name, recon, V, K, len(torch.unique(z, dim=0)), **info)
+        out["models"][name] = _entry(recon, test_frames, boxers, V, K, torch.unique(z, dim=0), **info)
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -157,6 +148,12 @@ def boxer_pixels(frames: torch.Tensor, mean: torch.Tensor, threshold: float) -> 
 def _scores(recon: torch.Tensor, frames: torch.Tensor, boxers: torch.Tensor) -> dict:
     return {"mse": float((recon - frames).pow(2).mean()), "psnr": float(psnr(recon, frames).mean()),
             "boxer_psnr": float(masked_psnr(recon, frames, boxers).nanmean())}
+
+
+def _entry(recon, frames, boxers, V: int, K: int, codes: torch.Tensor, **info) -> dict:
+    """One model's row of the result: its token's size, its reconstructions and their scores."""
+    return {"vars": V, "classes": K, "bits": V * math.log2(K), "recon": recon, **_scores(recon, frames, boxers),
+            "codes_used": len(codes), **info}
 
 
 @torch.no_grad()
@@ -173,9 +170,7 @@ def add_trained(result: dict, trained: dict) -> dict:
         z = vae.encode(frames.to(next(vae.parameters()).device))
         recon = vae.decode(z).float().cpu()
         vae.train(was_training)
-        models[name] = {"vars": vae.latent_vars, "classes": vae.latent_classes,
-                        "bits": vae.latent_vars * math.log2(vae.latent_classes), "recon": recon,
-                        **_scores(recon, frames, boxers), "codes_used": len(torch.unique(z, dim=0))}
+        models[name] = _entry(recon, frames, boxers, vae.latent_vars, vae.latent_classes, torch.unique(z, dim=0))
     return dict(result, models=models)
 
 

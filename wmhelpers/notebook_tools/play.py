@@ -18,12 +18,10 @@ and the models observe exactly the frames they would be scored on. `replay_exact
 replay matched the recorded frames this time (it warns if not; the session then carries on from
 the emulator's frames, which are the ones the models observe).
 
-How a model takes one step. `imagine(state, actions)` does not return a state to continue from,
-so each model keeps its own: the Transformer's KV cache gets the two new tokens (z_t, a_t) in place
-(`dynamics.step`), the RSSM's recurrent state h advances by one GRU step (`img_step`). A step
-therefore costs one imagination step whatever the number of steps since the last re-sync. A model
-with neither method is imagined again from its last observed state with every action since (same
-result, slower as the steps add up).
+How a model takes one step: `imagine(state, [action])`, the loop the evaluation runs, for one
+action; it returns the state after that action (the Transformer's KV cache with the two new tokens,
+the RSSM's h_{t+1}), which the next step continues from. A step therefore costs one imagination
+step whatever the number of steps since the last re-sync.
 """
 
 from __future__ import annotations
@@ -34,16 +32,17 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from ..config import ExperimentConfig
-from ..data import make_env, resize_frame
+from ..data import make_env, resize_frame, to_float_frames, to_uint8_frames
+from ..evaluation.rollouts import token_agreement
+from .animate import BACKGROUND, INK, font
 
 SCALE = 4  # each 64x64 frame is drawn 256 x 256 (nearest neighbour: pixels stay pixels)
 MARGIN, GAP = 10, 14  # pixels around the image and between the panels
 TITLE_H, READOUT_H = 30, 72  # the title row above the frames, the readout rows below
-BACKGROUND, INK, MUTED = (255, 255, 255), (20, 20, 20), (110, 110, 110)
+MUTED = (110, 110, 110)  # the third readout line: imagined steps since the last re-sync
 HINT = ("Click an action: the real game and both world models take it (re-sync restarts the models from "
         "the last real frames). Playing needs a live kernel: in a static view (GitHub, a saved HTML page) "
         "open the notebook in Jupyter or Colab to play.")
@@ -54,18 +53,7 @@ HINT = ("Click an action: the real game and both world models take it (re-sync r
 # --------------------------------------------------------------------------------------------
 def _to_model(frames: list) -> torch.Tensor:
     """uint8 frames [T, 64, 64, 3] -> one batch [1, T, 3, 64, 64] in [0, 1], as the models read them."""
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div(255.0)[None]
-
-
-def _to_uint8(frame: torch.Tensor) -> np.ndarray:
-    """A decoded frame [3, 64, 64] in [0, 1] -> uint8 [64, 64, 3], like the real frames."""
-    return frame.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-def _mode_token(logits: torch.Tensor) -> torch.Tensor:
-    """Most likely class of each categorical, as the flat one-hot token the models read [..., V*K]
-    (the same argmax as the models' own mode latents; the tests check the two agree)."""
-    return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype).flatten(-2)
+    return to_float_frames(np.stack(frames))[None]
 
 
 def _quiet_env(cfg: ExperimentConfig):
@@ -82,13 +70,6 @@ def _quiet_env(cfg: ExperimentConfig):
     return make_env(cfg)
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)  # scalable (FreeType); a fixed bitmap font otherwise
-    except (TypeError, OSError, ImportError):  # pragma: no cover  (old Pillow)
-        return ImageFont.load_default()
-
-
 # --------------------------------------------------------------------------------------------
 # One world model's side of the session
 # --------------------------------------------------------------------------------------------
@@ -102,9 +83,8 @@ class _Imagination:
         """Observe a real context (obs [1, C, 3, 64, 64], actions [1, C-1]): the current token is the
         model's posterior token of the last real frame, so its frame is its reconstruction of it."""
         self.state = self.model.observe(obs.to(self.device), actions.to(self.device))
-        self.observed, self.actions_since = self.state, []
         self.latent, self.reward, self.since_sync = self.state["latent"], None, 0
-        self.frame = _to_uint8(self.model.decode(self.latent)[0])
+        self.frame = to_uint8_frames(self.model.decode(self.latent)[0])
 
     def encode_last(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The model's posterior-mode token [D] of the last real frame. The RSSM's posterior reads its
@@ -113,25 +93,11 @@ class _Imagination:
 
     def advance(self, action: int) -> None:
         """Imagine one step with `action` from the current state (mode latents, like the evaluation)."""
-        model, state = self.model, self.state
-        action = torch.tensor([action], dtype=torch.long, device=self.device)
-        if "cache" in state and hasattr(getattr(model, "dynamics", None), "step"):
-            # Transformer: feed (z_t, a_t) into the KV cache in place; the head read at a_t predicts z_{t+1}
-            head = model.dynamics.step(state["cache"], state["latent"], action)
-            latent, reward = _mode_token(head["next_logits"]), head["reward"]
-            self.state = {"cache": state["cache"], "latent": latent}
-        elif "h" in state and hasattr(model, "img_step"):
-            # RSSM: imagine one step for its outputs; the state it continues from is h_{t+1} = GRU(h_t, [z_t, a_t])
-            out = model.imagine(state, action[:, None])
-            latent, reward = out["latent"][:, 0], out["reward"][:, 0]
-            self.state = {"h": model.img_step(state["h"], state["latent"], action), "latent": latent}
-        else:
-            # no known way to continue: imagine again from the observed context with every action since
-            self.actions_since.append(action)
-            out = model.imagine(self.observed, torch.stack(self.actions_since, 1))
-            latent, reward = out["latent"][:, -1], out["reward"][:, -1]
+        action = torch.tensor([[action]], dtype=torch.long, device=self.device)
+        out = self.model.imagine(self.state, action)
+        self.state, latent, reward = out["state"], out["latent"][:, 0], out["reward"][:, 0]
         self.latent, self.reward, self.since_sync = latent, float(reward[0]), self.since_sync + 1
-        self.frame = _to_uint8(model.decode(latent)[0])
+        self.frame = to_uint8_frames(self.model.decode(latent)[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,12 +222,8 @@ class PlaySession:
         """
         real = self.frames[-1]
         obs, actions = _to_model(self.frames), torch.tensor([self.actions], dtype=torch.long)
-        V, K = self.cfg.latent_vars, self.cfg.latent_classes
-        agreement = {}
-        for name, side in self.sides.items():
-            token = side.encode_last(obs, actions)
-            same = side.latent[0].view(V, K).argmax(-1) == token.view(V, K).argmax(-1)
-            agreement[name] = float(same.float().mean())
+        agreement = {name: float(token_agreement(side.latent[0], side.encode_last(obs, actions), self.cfg.latent_vars))
+                     for name, side in self.sides.items()}
         return {
             "step": self.step_count, "action": action,
             "action_name": None if action is None else self.action_names[action],
@@ -295,7 +257,7 @@ class PlaySession:
         width = 2 * MARGIN + len(panels) * side + (len(panels) - 1) * GAP
         image = Image.new("RGB", (width, MARGIN + TITLE_H + side + READOUT_H), BACKGROUND)
         draw = ImageDraw.Draw(image)
-        title_font, text_font = _font(20), _font(15)
+        title_font, text_font = font(20), font(15)
         action = "synced to the real frames" if r["action"] is None else f"action {r['action_name']}"
         real_reward = "" if r["real_reward"] is None else f"real reward {r['real_reward']:+g}"
         readouts = [[f"step {r['step']} · {action}", real_reward, f"{r['since_sync']} imagined steps since re-sync"]]

@@ -193,8 +193,7 @@ def _band(ax, x, curve, color, label, ls="-", marker=None, alpha=0.15, lw=1.5):
         ax.fill_between(x, m - ci, m + ci, color=color, alpha=alpha, lw=0)
 
 
-def psnr_vs_horizon(results: dict, metrics=("whole", "changed"), show_sampled: bool = True,
-                    seeds: dict | None = None) -> Figure:
+def psnr_vs_horizon(results: dict, metrics=("whole", "changed"), seeds: dict | None = None) -> Figure:
     """PSNR per imagined step, both models on the same axes; see `psnr_caption` for the key.
 
     Per model: the mode rollout (bold, markers at h = 1, 3, 5, 10, band: 95 % CI over windows),
@@ -214,7 +213,7 @@ def psnr_vs_horizon(results: dict, metrics=("whole", "changed"), show_sampled: b
         for k, (name, curves) in enumerate(results["models"].items()):
             c = MODEL_COLORS.get(name)
             for curve, (suffix, ls, lw, marker, alpha) in PSNR_CURVES.items():
-                if curve == "sampled" and not show_sampled or curve not in curves:
+                if curve not in curves:
                     continue
                 _band(ax, x, curves[curve][metric], c, f"{name} {suffix}", ls=ls, marker=marker, alpha=alpha, lw=lw)
             if seeds and name in seeds and metric in seeds[name]:
@@ -235,12 +234,10 @@ def psnr_vs_horizon(results: dict, metrics=("whole", "changed"), show_sampled: b
     return fig
 
 
-def psnr_caption(show_sampled: bool = True, seeds: dict | None = None) -> str:
+def psnr_caption(seeds: dict | None = None) -> str:
     """The key to `psnr_vs_horizon`, written from the same style table the plot is drawn with."""
     parts = ["Bold lines with markers: mode (argmax) rollouts, with a band for the 95 % CI over "
-             "evaluation windows"]
-    if show_sampled:
-        parts.append("thin lines: the mean of sampled rollouts")
+             "evaluation windows", "thin lines: the mean of sampled rollouts"]
     parts.append("dashed: each model's latent-hold baseline (its last context latent, repeated)")
     parts.append("dotted: each model's reconstruction ceiling at that step (its decoder on the true frame)")
     parts.append("grey: the model-free baselines (dotted: copy the last frame; dash-dot: mean of the context)")

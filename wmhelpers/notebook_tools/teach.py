@@ -5,8 +5,8 @@ causal mask, the KV-cached step) that live in `wmhelpers/`, where they are teste
 copy them into cells, where the copy could drift from what actually runs, `show_source` renders
 the function itself:
 
-    wm.teach.show_source(wm.latent.straight_through_sample)
-    wm.teach.show_source(wm.TransformerDynamics.step, lines=(1, 12))
+    wm.show_source(wm.latent.straight_through_sample)
+    wm.show_source(wm.TransformerDynamics.step)
 
 In Jupyter the result displays as a Markdown ```python block: highlighted live, and stored in
 the saved notebook as a `text/markdown` output, which GitHub and nbviewer render with
@@ -57,44 +57,12 @@ def _package_relative(path: str) -> str:
     return p.name
 
 
-def show_source(obj, lines: tuple[int, int] | None = None, docstring: bool = True) -> SourceCode:
-    """The source of a function, method or class, ready to display in a notebook cell.
-
-    obj:       e.g. `wm.latent.straight_through_sample` or `wm.TransformerDynamics.step`.
-    lines:     (first, last), 1-based and inclusive, counted from the `def` line, to show only
-               part of a long function; None shows all of it.
-    docstring: False drops the docstring (when the markdown above already says it).
-
-    Returns a SourceCode: the last expression of a cell displays it as a highlighted Markdown
-    code block; `print()` gives the plain text.
-    """
+def show_source(obj) -> SourceCode:
+    """The source of a function, method or class (e.g. `wm.TransformerDynamics.step`), ready to
+    display in a notebook cell: the last expression of a cell displays it as a highlighted Markdown
+    code block; `print()` gives the plain text."""
     obj = inspect.unwrap(obj)
     src_lines, start = inspect.getsourcelines(obj)
-    code = textwrap.dedent("".join(src_lines)).rstrip("\n").split("\n")
-    if not docstring:
-        code = _without_docstring(code, obj.__doc__)  # own docstring only: getdoc() would inherit one
-    first = start
-    if lines is not None:
-        a, b = lines
-        if not (1 <= a <= b):
-            raise ValueError(f"lines={lines}: need 1 <= first <= last")
-        if a > len(code):
-            raise ValueError(f"lines={lines}: {getattr(obj, '__qualname__', obj)} has only {len(code)} lines")
-        code = code[a - 1 : b]
-        first = start + a - 1  # exact when docstring=True (the default); approximate otherwise
-    where = f"{_package_relative(inspect.getsourcefile(obj) or '?')}:{first}"
-    return SourceCode("\n".join(code), where, getattr(obj, "__qualname__", repr(obj)))
-
-
-def _without_docstring(code: list[str], doc: str | None) -> list[str]:
-    """Drop the first string-literal statement after the signature (the docstring) from `code`."""
-    if not doc:
-        return code
-    for i, line in enumerate(code):
-        stripped = line.lstrip()
-        if stripped.startswith(('"""', "'''", 'r"""', "r'''")):
-            quote = stripped.lstrip("r")[:3]
-            body = stripped.lstrip("r")[3:]
-            end = i if quote in body else next(j for j in range(i + 1, len(code)) if quote in code[j])
-            return code[:i] + code[end + 1 :]
-    return code
+    code = textwrap.dedent("".join(src_lines)).rstrip("\n")
+    where = f"{_package_relative(inspect.getsourcefile(obj) or '?')}:{start}"
+    return SourceCode(code, where, getattr(obj, "__qualname__", repr(obj)))

@@ -2,10 +2,9 @@
 on a shared, noisy machine; never assert a time in a unit test).
 
     training step time of each world model at the experiment's batch and sequence length
-    imagination throughput: the Transformer with its KV cache vs full recompute, and the RSSM
-        (`observe`, which encodes the context and fills the cache, is timed apart: it runs once
-        per rollout whatever the horizon)
-    kv_cache_speed: the same cached-vs-recompute comparison in a few seconds, for the notebook
+    imagination throughput: the Transformer with its KV cache vs full recompute (`kv_cache_speed`,
+        also the notebook's), and the RSSM (`observe`, which encodes the context and fills the
+        cache, is timed apart: it runs once per rollout whatever the horizon)
     attention-cost sweep: dynamics-only training step vs sequence length, Transformer vs GRU
 
 Every result names its device (`device.device_name`): a time means nothing without it.
@@ -22,16 +21,16 @@ from __future__ import annotations
 import copy
 import json
 import time
-from unittest import mock
 
 import torch
 
 from ..config import ExperimentConfig
+from ..cuda_graphs import imagination_backend
 from ..data import cache_paths, load_or_collect
 from ..device import device_name, median_ms, resolve_amp_dtype, seconds, set_mps_check
-from ..models import latent
+from ..evaluation.rollouts import token_agreement
 from ..models.rssm import RSSMWorldModel
-from ..models.transformer import TransformerDynamics, TransformerWorldModel, imagination_backend
+from ..models.transformer import TransformerDynamics, TransformerWorldModel
 from ..training.step import TrainStep, graphs_wanted, train_step_ms
 
 BOXING_ACTIONS = 18  # the action count of Atari Boxing: sizes one embedding of the timed model
@@ -53,13 +52,6 @@ def recompute_latents(model, z: torch.Tensor, actions_ctx: torch.Tensor, actions
     return torch.stack(latents, 1)
 
 
-@torch.no_grad()
-def recompute_imagine(model, state_obs: torch.Tensor, actions_ctx: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """`recompute_latents` from context frames [B, C, 3, 64, 64]: the cache-free reference that
-    the cached `imagine` must equal (tests/test_kv_cache.py checks it)."""
-    return recompute_latents(model, model.encode(state_obs), actions_ctx, actions)
-
-
 def _future_actions(model, given: torch.Tensor, horizon: int, device) -> torch.Tensor:
     """The first `horizon` given future actions; any missing ones drawn at random (fixed seed)."""
     B = given.shape[0]
@@ -78,21 +70,14 @@ def observe_ms(model, obs: torch.Tensor, actions: torch.Tensor, repeats: int = 3
 
 
 @torch.no_grad()
-def imagination_fps(model, obs: torch.Tensor, actions: torch.Tensor, horizon: int, cached: bool = True,
-                    repeats: int = 3) -> float:
+def imagination_fps(model, obs: torch.Tensor, actions: torch.Tensor, horizon: int, repeats: int = 3) -> float:
     """Imagined frames (latents, no decoding) per second for a batch, context from obs.
-
-    `observe` runs once, outside the clock: only the H imagined steps are timed. cached=False
-    (Transformer only) times the cache-free `recompute_latents` from the same context latents."""
+    `observe` runs once, outside the clock: only the H imagined steps are timed."""
     model.eval()
     B, C = obs.shape[:2]
     fut = _future_actions(model, actions[:, :0], horizon, obs.device)
     state = model.observe(obs, actions[:, : C - 1])
-    if cached:
-        fn = lambda: model.imagine(state, fut)  # noqa: E731
-    else:
-        fn = lambda: recompute_latents(model, state["latents"], actions[:, : C - 1], fut)  # noqa: E731
-    ms = median_ms(fn, repeats, 1, obs.device)
+    ms = median_ms(lambda: model.imagine(state, fut), repeats, 1, obs.device)
     return B * horizon / (ms / 1000)
 
 
@@ -225,13 +210,14 @@ def run_benchmark(cfg: ExperimentConfig | None = None, horizons=(10, 50, 200), s
     for name, m in models.items():
         res["observe_ms"][name] = observe_ms(m, obs, act)
     fps = res["imagine_frames_per_s"]
-    for H in horizons:
-        fps["transformer_cached"][H] = imagination_fps(models["transformer"], obs, act, H, cached=True)
-        fps["transformer_recompute"][H] = imagination_fps(models["transformer"], obs, act, H, cached=False)
-        fps["rssm"][H] = imagination_fps(models["rssm"], obs, act, H, cached=True)
+    for H in horizons:  # one imagined step of one sequence is one frame
+        kv = kv_cache_speed(models["transformer"], obs, act, H, budget_s=2.0)
+        fps["transformer_cached"][H], fps["transformer_recompute"][H] = kv["cached_steps_per_s"], \
+            kv["recompute_steps_per_s"]
+        fps["rssm"][H] = imagination_fps(models["rssm"], obs, act, H)
+        if H == horizons[len(horizons) // 2]:  # the notebook's measurement, with its exactness check
+            res["kv_cache_speed"] = kv
     res["kv_cache_speedup"] = {H: fps["transformer_cached"][H] / fps["transformer_recompute"][H] for H in horizons}
-    # the notebook's quick version at the middle horizon, with its exactness check (cached == recomputed)
-    res["kv_cache_speed"] = kv_cache_speed(models["transformer"], obs, act, horizons[len(horizons) // 2], budget_s=2.0)
     if sweep:
         res["attention_cost"] = attention_cost_sweep(cfg, device=device, num_actions=data.num_actions)
     return json.loads(json.dumps(res))  # plain JSON types (int keys become strings)
@@ -247,17 +233,15 @@ def synthetic_batch(cfg: ExperimentConfig, num_actions: int, batch: int, seq_len
             "cont": torch.ones(batch, seq_len)}
 
 
-def _mode_sample(logits: torch.Tensor, generator=None) -> torch.Tensor:
-    return latent.mode_one_hot(logits)
 
 
 def _step_results(model, cfg: ExperimentConfig, batch: dict, context: int) -> dict:
     """One training step and one imagination step of `model`, as CPU tensors to compare."""
     b = {k: v.to(model.device) for k, v in batch.items()}
     model.train()
-    before = TrainStep(model, cfg, graphs=False)(b)  # the loss terms of the step, then Adam updates
+    before = TrainStep(model, cfg, graphs=False, sample=False)(b)  # the loss terms of the step, then Adam updates
     with torch.no_grad():
-        after = torch.stack(list(model.loss_terms(b)[1].values()))
+        after = torch.stack(list(model.loss_terms(b, sample=False)[1].values()))
     model.eval()
     state = model.observe(b["obs"][:, :context], b["action"][:, : context - 1])
     imagined = model.imagine(state, b["action"][:, context - 1 : context])  # one imagined step (the mode)
@@ -272,14 +256,13 @@ def mps_self_check(device="mps", reference="cpu", rtol: float = 1e-3, atol: floa
     synthetic batch of 2 x 8 frames), else why not, in words. What device.mps_refusal runs before
     config.resolve_device picks MPS.
 
-    The step is made deterministic so the two devices can be compared: dropout off, and the latent
-    "samples" are the mode (the two devices' random streams differ). The global RNG is left as it was."""
+    The step is made deterministic so the two devices can be compared: dropout off, and the latents
+    are the mode, not samples (the two devices' random streams differ). The global RNG is left as it was."""
     cfg = ExperimentConfig(device=str(reference), amp="off", tf_dropout=0.0)
     context = 4
     batch = synthetic_batch(cfg, BOXING_ACTIONS, 2, 8)
     got = {}
-    with torch.random.fork_rng(devices=[]), mock.patch.object(latent, "sample_one_hot", _mode_sample), \
-            torch.inference_mode(False), torch.enable_grad():
+    with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
         ref = TransformerWorldModel.from_config(cfg, BOXING_ACTIONS, device=reference)
         other = copy.deepcopy(ref).to(device)
         for name, model in (("reference", ref), ("device", other)):
@@ -291,8 +274,7 @@ def mps_self_check(device="mps", reference="cpu", rtol: float = 1e-3, atol: floa
     for key, value in got["device"].items():
         want = got["reference"][key]
         if key == "imagined_latent":  # one-hot per variable: the share of variables whose class agrees
-            classes = value.shape[:-1] + (cfg.latent_vars, cfg.latent_classes)
-            agree = (value.view(classes).argmax(-1) == want.view(classes).argmax(-1)).float().mean().item()
+            agree = token_agreement(value, want, cfg.latent_vars).mean().item()
             if agree < 0.98:
                 return f"the imagined latent differs from the CPU's (only {agree:.0%} of its variables agree)"
         elif not torch.allclose(value, want, rtol=rtol, atol=atol):

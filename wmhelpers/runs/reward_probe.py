@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ExperimentConfig
+from ..data import to_float_frames
 from ..device import device_name
 from ..evaluation.results import write_json
 from ..evaluation.reward import average_precision
@@ -63,7 +64,7 @@ def _pairs(dataset, view: str) -> dict:
 def _batch(dataset, pairs: dict, rows: np.ndarray) -> tuple:
     obs = dataset.arrays["obs"]
     x = np.concatenate([obs[pairs["a"][rows]], obs[pairs["b"][rows]]], axis=-1)  # [B, 64, 64, 6]
-    frames = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
+    frames = to_float_frames(x)
     action = torch.from_numpy(dataset.arrays["action"][pairs["t"][rows]].astype(np.int64))
     reward = dataset.arrays["reward"][pairs["t"][rows]]
     return frames, action, torch.from_numpy(np.sign(reward).astype(np.int64) + 1)

@@ -5,9 +5,9 @@ they share the optimizer, the clipping and the code path. A step runs in one of 
 
 - eager (CPU, MPS, and CUDA wherever capture is unavailable): Python launches every kernel;
 - a replayed CUDA graph (CUDA, fp32): the whole step, forward, backward, clipping and the Adam
-  update, is recorded once and then replayed with one launch per step. At this model size a step
-  is hundreds of tiny kernels: an H100 took 21 ms for a Transformer step whose arithmetic is a
-  few ms (../shared/GPU.md), so launching them, not computing them, is the cost a graph removes.
+  update, is recorded once and then replayed with one launch per step (`cuda_graphs.py`). At this
+  model size a step is hundreds of tiny kernels: launching them, not computing them, is the cost a
+  graph removes.
 
 Neither path reads a number back from the device: the loss terms come back as one tensor on the
 device and the training loop looks at them only when it logs. A `float(loss)` per step would make
@@ -27,21 +27,18 @@ How the graph path keeps the experiment the same:
 - if capture fails for any reason the step warns once and stays eager: same results, slower.
 
 On a CPU nothing of this runs: the eager step is the whole story (tests check it gives the same
-weights, bit for bit, as the graph path's logic run with a stand-in for the capture).
+weights, bit for bit, as the graph path's logic run with a stand-in capture function).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..device import GraphPath, capture, median_ms, side_stream
+from ..cuda_graphs import TRAINING_GRAPHS, side_stream
+from ..cuda_graphs import TRAINING_WARMUP_STEPS as WARMUP_STEPS
+from ..device import median_ms
 
 TERMS = ("total", "recon_loss", "dyn_loss", "rep_loss", "reward_loss", "cont_loss", "kl")
-WARMUP_STEPS = 3  # eager steps before capture; they count as training steps
-# .enabled = False trains eagerly on CUDA too (to compare, or to debug)
-TRAINING_GRAPHS = GraphPath(
-    "CUDA-graph training step", "training eagerly instead (same steps, slower on a GPU)",
-    f"CUDA graph of the whole step after {WARMUP_STEPS} eager steps (eager if capture fails)")
 
 
 def make_optimizer(model, cfg, capturable: bool = False) -> torch.optim.Optimizer:
@@ -72,10 +69,13 @@ class TrainStep:
     """Call it with a batch (EpisodeDataset.sample) to take one gradient step.
 
     Returns the loss terms of that step as one detached tensor [len(TERMS)] on the model's device
-    (order: TERMS), without waiting for the device. `backend` says which path ran last."""
+    (order: TERMS), without waiting for the device. `backend` says which path ran last. `capture`
+    records the step (default `TRAINING_GRAPHS.capture`, a real CUDA graph); sample=False trains on
+    mode latents (see `WorldModel.loss_terms`)."""
 
-    def __init__(self, model, cfg, graphs: bool | None = None):
-        self.model, self.grad_clip = model, cfg.grad_clip
+    def __init__(self, model, cfg, graphs: bool | None = None, capture=None, sample: bool = True):
+        self.model, self.grad_clip, self.sample = model, cfg.grad_clip, sample
+        self.capture = capture or TRAINING_GRAPHS.capture
         device = model.device
         self.use_graph = graphs_wanted(cfg, device) if graphs is None else bool(graphs)
         self.optimizer = make_optimizer(model, cfg, capturable=self.use_graph and device.type == "cuda")
@@ -93,7 +93,7 @@ class TrainStep:
 
     def eager_step(self, batch: dict) -> torch.Tensor:
         """L = model.loss_terms(batch); backward; clip the gradient norm to cfg.grad_clip; Adam."""
-        loss, terms = self.model.loss_terms(batch)
+        loss, terms = self.model.loss_terms(batch, sample=self.sample)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
@@ -124,13 +124,8 @@ class TrainStep:
         # no .grad before capture: backward inside the graph then allocates them from the graph's
         # own memory, and every replay refills them in place (no zero_grad needed between replays)
         self.optimizer.zero_grad(set_to_none=True)
-        self.replay, self.out = self.capture(lambda: self.eager_step(self.static), device)
-
-    @staticmethod
-    def capture(step, device) -> tuple:
-        """(replay, outputs): `step` recorded once, not run; replay() runs it again into `outputs`."""
-        graph, out = capture(step, device)
-        return graph.replay, out
+        graph, self.out = self.capture(lambda: self.eager_step(self.static), device)
+        self.replay = graph.replay  # runs the recorded step again, into self.out
 
     def _replay(self, batch: dict) -> torch.Tensor:
         for k, v in self.static.items():

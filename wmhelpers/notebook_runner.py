@@ -1,4 +1,6 @@
-"""`python -m wmhelpers check-notebook PATH`: the instructor's check of an executed notebook.
+"""The notebook's runner and checker (the CLI's run-notebook and check-notebook).
+
+`python -m wmhelpers check-notebook PATH`: the instructor's check of an executed notebook.
 
 Passes when every code cell was executed, in order (execution counts 1..N), no cell has an
 error output, every cell tagged as a deliverable figure holds an image, no output is a widget
@@ -10,6 +12,8 @@ every measured number the markdown states (see `unsupported_numbers`) appears in
 cell and section it is in, the time spent, and inside a long cell the state of its progress bar
 (training step count, rate and ETA) (`RunProgress`). The kernel's own log (its stderr, e.g.
 jupyter's "running over TCP without encryption" warning) is not shown unless the run fails.
+
+`deliverables_checklist` is the notebook's last cell: which deliverables exist.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from .progress import LIVE_ENV, LIVE_MARK
 
 DELIVERABLE_TAGS = ("figure-psnr", "figure-gap", "figure-efficiency", "figure-filmstrip", "figure-attention-cost",
                     "figure-markov", "figure-memory")
@@ -159,38 +164,26 @@ def _clock(seconds: float) -> str:
     return f"{m:d}:{s:02d}"
 
 
-# A tqdm bar's text: "desc:  45%|####5     | 790/1750 [02:31<03:03, 5.2it/s]" (or "790it [02:31, 5.2it/s]")
-BAR = re.compile(r"\d+%\||\d+(?:/\d+)?(?:it)? \[\d+:\d+")
-
-
-def bar_state(text: str) -> str | None:
-    """The latest progress-bar state in an output text (tqdm rewrites its line with '\\r'), or None."""
-    for part in reversed(re.split(r"[\r\n]", text)):
-        part = part.strip()
-        if part and BAR.search(part):
-            return part
-    return None
-
-
 class RunProgress:
-    """Where `run-notebook` is, for the person waiting on it (the notebook itself prints nothing
-    live: its progress bars only leave a final line).
+    """Where `run-notebook` is, on stderr, for the person waiting on it (the notebook itself prints
+    nothing live: its progress bars only leave a final line).
 
-    On a terminal: one line, rewritten in place every second, with the running cell's progress bar
-    when it has one (cut to the terminal's width):
+    nbclient's hooks carry it all: `on_cell_execute` says a cell starts (`cell_started`), and the
+    kernel's stream messages pass through `_client_class`'s output hook, which hands the live state
+    of a text-mode progress bar (its `progress.LIVE_MARK` lines) to `bar` and takes those lines out
+    of the saved output. Nothing runs in between: the report changes when the kernel says something.
+
+    On a terminal: one line, rewritten in place, with the running cell's progress bar when it has one
+    (cut to the terminal's width):
         [ 4:12] code cell 14/38 · 3. Train the Transformer (1:55 in this section) · training
                 transformer:  45%|####5     | 790/1750 [02:31<03:03, 5.2it/s]
     Piped to a file or CI log (no '\\r' there): one line as each section starts, the bar's state at
     most every `log_every` seconds while it changes, then a total:
         [ 4:12] code cell 14/38 · 3. Train the Transformer (previous section 0:41)
         [ 4:42]   training transformer:  12%|#2        | 210/1750 [00:30<03:40, 7.0it/s]
-    The bar's state comes from `progress_file` (written by wmhelpers.progress's text-mode bars, see
-    WM_PROGRESS_FILE) or from any tqdm bar in the cell's outputs (`output`).
-    Hook it into nbclient with `on_cell_execute=p.cell_started`, `on_cell_executed=p.cell_done`.
     """
 
-    def __init__(self, nb, stream=None, live: bool | None = None, tick: float = 1.0, progress_file=None,
-                 log_every: float = 30.0):
+    def __init__(self, nb, stream=None, live: bool | None = None, log_every: float = 30.0):
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
         self.sections = cell_sections(nb)
@@ -199,13 +192,8 @@ class RunProgress:
         self.n_code = len(code)
         self.start = self.section_start = time.monotonic()
         self.section, self.cell = None, 0
-        self.tick = tick if self.live else min(tick, log_every)
-        self.progress_file = Path(progress_file) if progress_file else None
         self.log_every = log_every
-        self.bar, self._bar_seen, self._bar_logged, self._logged_at = None, None, None, 0.0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._ticker = None
+        self.state, self._logged, self._logged_at = None, None, 0.0
 
     def line(self) -> str:
         now = time.monotonic()
@@ -213,47 +201,19 @@ class RunProgress:
         if not self.live:
             return head
         head += f" ({_clock(now - self.section_start)} in this section)"
-        if self.bar:
-            head += f" · {self.bar}"
+        if self.state:
+            head += f" · {self.state}"
         width = shutil.get_terminal_size((120, 24)).columns - 1
         return head if len(head) <= width else head[: max(width - 1, 0)] + "…"  # a wrapped line cannot be rewritten
 
     def _write(self, text: str) -> None:
-        with self._lock:
-            self.stream.write(text)
-            self.stream.flush()
+        self.stream.write(text)
+        self.stream.flush()
 
-    # ---- the running cell's progress bar ---------------------------------------------------------------
-    def output(self, text: str) -> None:
-        """A cell printed `text`: remember the latest progress-bar state in it, if any."""
-        state = bar_state(text)
-        if state:
-            self.bar = state
-
-    def _read_progress_file(self) -> None:
-        if self.progress_file is None:
-            return
-        try:
-            stamp = self.progress_file.stat().st_mtime_ns
-            if stamp != self._bar_seen:
-                self._bar_seen = stamp
-                self.output(self.progress_file.read_text())
-        except OSError:
-            pass
-
-    def _clear_bar(self) -> None:
-        self.bar = self._bar_logged = None
-        self._logged_at = time.monotonic()  # in a log, a cell's first bar state comes `log_every` s in
-        if self.progress_file is not None:
-            try:
-                self.progress_file.unlink()
-            except OSError:
-                pass
-
-    # ---- nbclient's hooks -------------------------------------------------------------------------------
     def cell_started(self, cell=None, cell_index: int = 0, **_) -> None:
+        """nbclient's on_cell_execute hook."""
         self.cell = self.code_number.get(cell_index, self.cell)
-        self._clear_bar()  # a bar belongs to the cell that drew it
+        self.state, self._logged_at = None, time.monotonic()  # a bar belongs to the cell that drew it
         section = self.sections[cell_index]
         if section != self.section:
             previous = time.monotonic() - self.section_start
@@ -263,35 +223,33 @@ class RunProgress:
                 self._write(self.line() + (f" (previous section {_clock(previous)})" if had_one else "") + "\n")
         if self.live:
             self._write("\r" + self.line() + "\x1b[K")  # \x1b[K clears what a longer line left behind
-        if self._ticker is None and (self.live or self.progress_file is not None):
-            self._ticker = threading.Thread(target=self._tick, daemon=True)
-            self._ticker.start()
 
-    def cell_done(self, cell=None, cell_index: int = 0, **_) -> None:
-        pass  # the next cell_started (or finish) reports; kept so the hook pair reads symmetrically
-
-    def _tick(self) -> None:
-        while not self._stop.wait(self.tick):
-            self.refresh()
-
-    def refresh(self) -> None:
-        """Show the current state: rewrite the live line, or (in a log) the bar's state when it changed
-        and `log_every` seconds have passed since the last one."""
-        self._read_progress_file()
+    def bar(self, state: str) -> None:
+        """The running cell's progress bar is at `state`: rewrite the live line, or (in a log) write the
+        state when it changed and `log_every` seconds have passed since the last one."""
+        self.state = state
         if self.live:
             self._write("\r" + self.line() + "\x1b[K")
-        elif self.bar and self.bar != self._bar_logged and time.monotonic() - self._logged_at >= self.log_every:
-            self._bar_logged, self._logged_at = self.bar, time.monotonic()
-            self._write(f"[{_clock(time.monotonic() - self.start):>5s}]   {self.bar}\n")
+        elif state != self._logged and time.monotonic() - self._logged_at >= self.log_every:
+            self._logged, self._logged_at = state, time.monotonic()
+            self._write(f"[{_clock(time.monotonic() - self.start):>5s}]   {state}\n")
 
     def finish(self, ok: bool = True) -> None:
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join()
         end = "\n" if self.live else ""
         word = "finished" if ok else "stopped at"
         self._write(end + f"[{_clock(time.monotonic() - self.start):>5s}] {word} code cell "
                     f"{self.cell}/{self.n_code}\n")
+
+
+def live_states(text: str) -> tuple[str, list[str]]:
+    """A stream output's text without its progress-bar lines (`progress.LIVE_MARK`), and their states."""
+    kept, states = [], []
+    for line in text.splitlines(keepends=True):
+        before, mark, state = line.partition(LIVE_MARK)
+        kept.append(before if mark else line)
+        if mark:
+            states.append(state.strip())
+    return "".join(kept), states
 
 
 # The kernel's log lines that say nothing about the run (jupyter_client starts kernels on local TCP)
@@ -304,15 +262,20 @@ def kernel_log(text: str) -> str:
 
 
 def _client_class(reporter):
-    """nbclient's NotebookClient, telling `reporter` about every stream output as it arrives."""
+    """nbclient's NotebookClient whose output hook takes the progress-bar lines out of every stream
+    message as it arrives and hands their states to `reporter` (a RunProgress, or None)."""
     from nbclient import NotebookClient
 
     class ReportingClient(NotebookClient):
         def output(self, outs, msg, display_id, cell_index):
-            out = super().output(outs, msg, display_id, cell_index)
-            if reporter is not None and msg.get("msg_type") == "stream":
-                reporter.output(msg.get("content", {}).get("text", ""))
-            return out
+            if msg.get("msg_type") == "stream":
+                text, states = live_states(msg["content"].get("text", ""))
+                if states and reporter is not None:
+                    reporter.bar(states[-1])
+                if not text:
+                    return None
+                msg["content"]["text"] = text
+            return super().output(outs, msg, display_id, cell_index)
 
     return ReportingClient
 
@@ -329,20 +292,18 @@ def run_notebook(path=NOTEBOOK, out=None, smoke: bool = False, timeout: int | No
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    env_before = {k: os.environ.get(k) for k in ("WM_SMOKE", "WM_PROGRESS", "WM_PROGRESS_FILE")}
-    scratch = Path(tempfile.mkdtemp(prefix="wm-run-notebook-"))
+    env_before = {k: os.environ.get(k) for k in ("WM_SMOKE", "WM_PROGRESS", LIVE_ENV)}
     os.environ["WM_PROGRESS"] = "text"
-    os.environ["WM_PROGRESS_FILE"] = str(scratch / "progress.txt")  # the kernel's bars write their state here
+    os.environ[LIVE_ENV] = "1"  # the kernel's bars print their live state as marked lines (see live_states)
     os.environ["WM_SMOKE"] = "1" if smoke else "0"
     start = time.time()
     hooks, reporter = {}, None
     if progress:
-        reporter = RunProgress(nb, stream=None if progress is True else progress,
-                               progress_file=scratch / "progress.txt")
-        hooks = {"on_cell_execute": reporter.cell_started, "on_cell_executed": reporter.cell_done}
+        reporter = RunProgress(nb, stream=None if progress is True else progress)
+        hooks = {"on_cell_execute": reporter.cell_started}
     ok = False
     try:
-        with open(scratch / "kernel.log", "w+") as klog:
+        with tempfile.TemporaryFile("w+") as klog:
             try:
                 _client_class(reporter)(nb, timeout=timeout, kernel_name="python3",
                                         resources={"metadata": {"path": str(path.parent.resolve())}},
@@ -362,7 +323,6 @@ def run_notebook(path=NOTEBOOK, out=None, smoke: bool = False, timeout: int | No
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        shutil.rmtree(scratch, ignore_errors=True)
     nbformat.write(nb, Path(out) if out else path)
     return {"seconds": time.time() - start, "sections": section_times(nb)}
 
