@@ -217,7 +217,7 @@ def test_capped_windows_are_counted(data, cfg):
     assert copy_last["changed"]["n"] == [3, 3, 3] and copy_last["changed"]["capped"] == [0, 0, 0]
     assert res["baselines"]["context_mean"]["whole"]["capped"] == [2, 2, 2]
     assert ("copy-last", "whole", 1, 2) in tables.capped_counts(res)
-    assert "copy-last whole h=1: 2" in tables.format_table(res, horizons=(1, 3))
+    assert "copy-last whole h=1: 2" in tables.psnr_table(res, horizons=(1, 3)).caption
 
 
 def test_an_identical_frame_moves_a_mean_by_less_than_its_ci():

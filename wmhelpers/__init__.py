@@ -24,7 +24,7 @@ from .evaluation import gaps, reward, rollouts, seeds, stats, tables, verdict, w
 from .evaluation.psnr import PSNR_CAP_DB, psnr
 from .evaluation.results import load_results, save_results
 from .evaluation.rollouts import evaluate_rollouts, evaluation_windows, paired_margin, rollout
-from .evaluation.tables import capped_counts, format_table, headline_table
+from .evaluation.tables import capped_counts
 from .models import MODEL_REGISTRY, latent, masking, transformer
 from .models.latent import categorical_kl, kl_losses, mode_one_hot, straight_through_sample, unimix_logits
 from .models.nets import ConvDecoder, ConvEncoder
@@ -54,7 +54,7 @@ __all__ = [
     "save_checkpoint", "load_or_train",
     # evaluation
     "PSNR_CAP_DB", "psnr", "evaluate_rollouts", "evaluation_windows", "rollout", "paired_margin", "capped_counts",
-    "format_table", "headline_table", "load_results", "save_results",
+    "load_results", "save_results",
     # notebook tools, speed
     "describe_run", "show_source", "attention_cost_sweep", "kv_cache_speed", "run_benchmark",
 ]

@@ -14,22 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .seeds import per_seed, spread
+from .seeds import per_seed, sorted_runs, spread
 from .stats import decide, t_multiplier
 from .verdict import WORDS
 
 METRICS = ("whole", "changed")
 METRIC_WORDS = {"whole": "whole frame", "changed": "changed pixels"}
-
-
-def _seed_key(seed):
-    s = str(seed)
-    return (0, int(s), s) if s.lstrip("-").isdigit() else (1, 0, s)
-
-
-def sorted_runs(runs: dict) -> dict:
-    """The runs in seed order (0, 1, 2, ... numerically), so rows and lines follow the seeds."""
-    return {s: runs[s] for s in sorted(runs, key=_seed_key)}
 
 
 def gap_data(runs: dict, a: str = "RSSM", b: str = "Transformer", curve: str = "mode",

@@ -115,6 +115,11 @@ def seed_runs(doc: dict | None, this_run: dict | None = None, this_seed=None, se
         # one precision per verdict: a run in another precision never joins it (device.BF16_FINDING)
         runs = {s: r for s, r in runs.items() if run_precision(r) == run_precision(this_run)}
         runs[str(this_seed)] = this_run
+    return sorted_runs(runs)
+
+
+def sorted_runs(runs: dict) -> dict:
+    """The runs in seed order (0, 1, 2, ... numerically), so rows and lines follow the seeds."""
     return dict(sorted(runs.items(), key=lambda kv: int(kv[0])))
 
 

@@ -1,6 +1,6 @@
-"""The tables of mean PSNR the notebook shows (whole-frame | changed-pixel, per horizon): as text
-(`format_table`) and as `Table` objects that render as HTML tables in Jupyter and as plain text
-under print() (`psnr_table`, `seed_table`, `difference_table`)."""
+"""The notebook's tables, as `Table` objects that render as HTML tables in Jupyter and as plain
+text under print(): PSNR per curve, per seed, the verdict's arithmetic, the baseline margins and
+the reward heads."""
 
 from __future__ import annotations
 
@@ -13,20 +13,6 @@ import numpy as np
 from .psnr import PSNR_CAP_DB
 
 
-def headline_table(results: dict, horizons=(1, 3, 5, 10), metric: str = "whole") -> list[dict]:
-    """Rows {name, h1, h3, ...} of mean PSNR for the table in the notebook and README."""
-    horizons = [h for h in horizons if h <= len(results["horizons"])]
-    rows = []
-    for name, curves in results["models"].items():
-        for curve in ("mode", "sampled", "latent_hold", "recon_ceiling", "teacher_forced"):
-            m = curves[curve][metric]["mean"]
-            rows.append({"name": f"{name} {curve.replace('_', '-')}", **{f"h{h}": m[h - 1] for h in horizons}})
-    for name, c in results["baselines"].items():
-        m = c[metric]["mean"]
-        rows.append({"name": name.replace("_", "-"), **{f"h{h}": m[h - 1] for h in horizons}})
-    return rows
-
-
 def capped_counts(results: dict) -> list[tuple]:
     """(curve name, metric, horizon, windows) for every curve and horizon where some window's
     PSNR sat at the cap, PSNR_CAP_DB; an empty list when none did."""
@@ -35,23 +21,6 @@ def capped_counts(results: dict) -> list[tuple]:
     return [(label.replace("_", "-"), metric, h, count)
             for label, s in curves for metric in ("whole", "changed")
             for h, count in zip(results["horizons"], s[metric].get("capped", [])) if count]
-
-
-def format_table(results: dict, horizons=(1, 3, 5, 10)) -> str:
-    """Plain-text table of mean PSNR (whole-frame | changed-pixel) at the given horizons, and
-    the windows whose PSNR was capped."""
-    horizons = [h for h in horizons if h <= len(results["horizons"])]
-    whole = headline_table(results, horizons, "whole")
-    changed = headline_table(results, horizons, "changed")
-    head = f"{'':30s}" + "".join(f"{'h=' + str(h):>8s}" for h in horizons)
-    lines = [f"{'whole-frame PSNR (dB)':30s}", head]
-    lines += [f"{r['name']:30s}" + "".join(f"{r[f'h{h}']:8.2f}" for h in horizons) for r in whole]
-    lines += ["", f"{'changed-pixel PSNR (dB)':30s}", head]
-    lines += [f"{r['name']:30s}" + "".join(f"{r[f'h{h}']:8.2f}" for h in horizons) for r in changed]
-    capped = capped_counts(results)
-    cap = f"windows capped at {results.get('psnr_cap_db', PSNR_CAP_DB):.1f} dB (the 8-bit quantization limit): "
-    lines += ["", cap + ("; ".join(f"{c} {m} h={h}: {n}" for c, m, h, n in capped) if capped else "none")]
-    return "\n".join(lines)
 
 
 # ---- tables as tables: HTML in Jupyter, plain text under print() -------------------------------------
@@ -161,19 +130,19 @@ class Table:
 
 
 def psnr_table(results: dict, horizons=(1, 3, 5, 10)) -> Table:
-    """`format_table` as a Table: mean PSNR over evaluation windows per curve (rows), whole-frame
-    and changed-pixel at the given horizons (columns); the capped windows in the caption."""
-    horizons = [h for h in horizons if h <= len(results["horizons"])]
-    whole = headline_table(results, horizons, "whole")
-    changed = headline_table(results, horizons, "changed")
-    rows = [[w["name"]] + [w[f"h{h}"] for h in horizons] + [c[f"h{h}"] for h in horizons]
-            for w, c in zip(whole, changed)]
+    """Mean PSNR over the evaluation windows per curve (rows: every model curve, then the model-free
+    baselines), whole-frame and changed-pixel at the given horizons; the capped windows in the caption."""
+    hs = [h for h in horizons if h <= len(results["horizons"])]
+    curves = [(f"{name} {curve}", c) for name, cs in results["models"].items() for curve, c in cs.items()]
+    curves += list(results["baselines"].items())
+    rows = [[label.replace("_", "-")] + [c[m]["mean"][h - 1] for m in ("whole", "changed") for h in hs]
+            for label, c in curves]
     capped = capped_counts(results)
     cap = f"Windows capped at {results.get('psnr_cap_db', PSNR_CAP_DB):.1f} dB (the 8-bit quantization limit): "
     cap += "; ".join(f"{c} {m} h={h}: {n}" for c, m, h, n in capped) if capped else "none"
-    return Table(["curve"] + [f"h={h}" for h in horizons] * 2, rows,
+    return Table(["curve"] + [f"h={h}" for h in hs] * 2, rows,
                  title="mean PSNR (dB) over the evaluation windows", caption=cap + ".",
-                 groups=[("", 1), ("whole-frame PSNR (dB)", len(horizons)), ("changed-pixel PSNR (dB)", len(horizons))])
+                 groups=[("", 1), ("whole-frame PSNR (dB)", len(hs)), ("changed-pixel PSNR (dB)", len(hs))])
 
 
 def seed_table(runs: dict, this_seed=None, horizons=(1, 3, 5, 10), names=("RSSM", "Transformer"),
@@ -183,8 +152,7 @@ def seed_table(runs: dict, this_seed=None, horizons=(1, 3, 5, 10), names=("RSSM"
     its 95 % t-interval (seeds.spread). The row of `this_seed` is labelled "<seed> (this run)".
     shipped: optional run record (the format of a runs value, seeds.seed_record) of the committed
     checkpoints, drawn beside this run as "<seed> (shipped)"; it is not part of the mean."""
-    from .gaps import sorted_runs
-    from .seeds import spread
+    from .seeds import sorted_runs, spread
 
     if not runs:
         return Table(["seed"], [], title="no training seeds")
