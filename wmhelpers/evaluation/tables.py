@@ -146,7 +146,7 @@ def psnr_table(results: dict, horizons=(1, 3, 5, 10)) -> Table:
 
 
 def seed_table(runs: dict, this_seed=None, horizons=(1, 3, 5, 10), names=("RSSM", "Transformer"),
-               shipped: dict | None = None) -> Table:
+               shipped: dict | None = None, title: str = "mode-rollout PSNR (dB) per training seed") -> Table:
     """The seed table as a Table: mode-rollout PSNR per training seed and model, whole-frame and
     changed-pixel at the given horizons, then per model the mean over seeds and the half-width of
     its 95 % t-interval (seeds.spread). The row of `this_seed` is labelled "<seed> (this run)".
@@ -188,19 +188,19 @@ def seed_table(runs: dict, this_seed=None, horizons=(1, 3, 5, 10), names=("RSSM"
                     "trained on the reference machine and shown only to compare (the same CPU kind, precision and "
                     "code retrain it to the same numbers).")
     return Table(["seed", "model"] + [f"h={h}" for h in hs] * 2, rows, left=2,
-                 title="mode-rollout PSNR (dB) per training seed", caption=caption,
+                 title=title, caption=caption,
                  groups=[("", 2), ("whole-frame PSNR (dB)", len(hs)), ("changed-pixel PSNR (dB)", len(hs))])
 
 
 def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizons=(1, 10),
-                     this_seed=None, title: str | None = None) -> Table:
+                     this_seed=None, title: str | None = None, metrics=("whole", "changed")) -> Table:
     """The verdict's arithmetic (gaps.difference_table) as a Table: one row per training seed with
     b - a of its mode-rollout PSNR, then mean, sd, n, the t multiplier, the half-width
     t · sd / sqrt(n), the interval mean ± half-width and the verdict word (stats.decide)."""
     from .gaps import METRIC_WORDS
     from .gaps import difference_table as arithmetic
 
-    d = arithmetic(runs, a, b, horizons)
+    d = arithmetic(runs, a, b, horizons, metrics)
     mine = None if this_seed is None else str(this_seed)
     rows = [[f"{s} (this run)" if s == mine else str(s)] + d["diff"][s] for s in d["seeds"]]
     unsigned = Table([], []).cell  # "n/a" for NaN
@@ -216,7 +216,7 @@ def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizo
              ["verdict"] + d["verdict"]]
     if all("recon_ceiling" in run["models"][n]["psnr"] for run in runs.values() for n in (a, b)):
         # what bounds a lead: each model's own autoencoder redrawing the true frames
-        rows += [None, ["ceiling gap"] + arithmetic(runs, a, b, horizons, curve="recon_ceiling")["mean"]]
+        rows += [None, ["ceiling gap"] + arithmetic(runs, a, b, horizons, metrics, curve="recon_ceiling")["mean"]]
     columns = ["seed"] + [f"{METRIC_WORDS[m]} h={h}" for m, h in d["columns"]]
     caption = (f"Each seed's {b} − {a} mean PSNR over the evaluation windows (positive: {b} better). "
                "half-width = t · sd / √n, t the 97.5 % quantile of Student's t with n−1 degrees of freedom; "
@@ -224,7 +224,9 @@ def difference_table(runs: dict, a: str = "RSSM", b: str = "Transformer", horizo
                "one containing 0 \"cannot be told apart\". ceiling gap: the same difference of the two "
                "reconstruction ceilings (each model's own autoencoder redrawing the true frames), mean over seeds: "
                "each model trains its own encoder and decoder, so part of a lead can be the sharper decoder.")
-    return Table(columns, rows, title=title or f"{b} − {a} PSNR (dB), seed by seed", caption=caption, fmt="{:+.3f}",
+    what = " and ".join(METRIC_WORDS[m] for m in metrics)
+    return Table(columns, rows, title=title or f"{b} − {a} PSNR (dB), {what}, seed by seed", caption=caption,
+                 fmt="{:+.3f}",
                  sep=" ")
 
 

@@ -60,10 +60,10 @@ def _rule(merged: dict, results: dict, x: tuple, y: tuple, metric: str, horizons
                 "direction": decide(w["mean"][h - 1], w["ci"][h - 1])} for h in horizons}
 
 
-def reward_facts(runs: dict, names, probe: dict | None = None) -> dict:
+def reward_facts(runs: dict, names) -> dict:
     """Reward heads across seeds: AUPRC against the event rate, MSE against predicting 0 and the mean."""
     rows = seedstats.reward_rows(runs, names)
-    out = {"probe": probe, "models": {}}
+    out = {"models": {}}
     for name in names:
         r = rows[name]
         if not r["seeds"]:
@@ -88,7 +88,7 @@ def ablation_facts(merged: dict, variant: str = "tf2", a: str = "RSSM", b: str =
 
 
 def pair_facts(results: dict, merged: dict, cfg, horizons=(1, 3, 5, 10), a: str = "RSSM", b: str = "Transformer",
-               probe: dict | None = None, device: str | None = None) -> dict:
+               device: str | None = None) -> dict:
     """Section 4's facts, computed once from the merged seeds (seeds.merge): who imagines better at
     each horizon, each model against each baseline, the reconstruction ceilings that bound a lead,
     the reward heads, and the 2-layer ablation."""
@@ -109,7 +109,7 @@ def pair_facts(results: dict, merged: dict, cfg, horizons=(1, 3, 5, 10), a: str 
             key: {m: _rule(merged, results, (name, "mode"),
                            (name, key) if key == "latent_hold" else ("baselines", key), m, horizons)
                   for m in METRIC_WORDS} for key, _ in BASELINES}
-    facts["reward"] = reward_facts(runs, (a, b), probe)
+    facts["reward"] = reward_facts(runs, (a, b))
     facts["ablation"] = ablation_facts(merged, "tf2", a, b) if len(runs) >= 2 else None
     return facts
 

@@ -16,6 +16,7 @@ elsewhere. Then:
 from __future__ import annotations
 
 import copy
+import textwrap
 
 import torch
 
@@ -69,9 +70,10 @@ def on_this_device(histories: dict, device, measure) -> tuple[dict, list[str]]:
             continue
         ms = measure(name)
         out[name] = project(h, ms, device)
-        notes.append(f"{name}: trained on {h.get('device') or 'an unrecorded device'}, not on this "
-                     f"{device_name(device)}; its wall clock is not comparable, so its curve is projected "
-                     f"onto this device from a burst timed here ({ms:.0f} ms/step); per gradient step it is exact.")
+        notes.append(textwrap.fill(
+            f"{name}: trained on {h.get('device') or 'an unrecorded device'}, not on this {device_name(device)}; "
+            f"its wall clock is not comparable, so its curve is projected onto this device from a burst timed "
+            f"here ({ms:.0f} ms/step); per gradient step it is exact.", 110))
     return out, notes
 
 
