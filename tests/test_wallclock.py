@@ -55,7 +55,9 @@ def test_a_run_from_another_cpu_is_projected_and_labelled():
     assert got["wall_seconds"] == pytest.approx([0.0, 1.25, 2.5])  # steps x 250 ms measured here
     assert got["step"] == hist["step"] and got["val_next_frame_mse"] == hist["val_next_frame_mse"]
     assert "projected" in got["device"] and got["projected_from"]["ms_per_step"] == 400.0
-    assert len(notes) == 1 and OTHER_NAME in notes[0] and "250 ms/step" in notes[0]
+    assert len(notes) == 1 and all(len(line) <= 110 for line in notes[0].splitlines())
+    note = " ".join(notes[0].split())  # the note is wrapped to a 110-character page
+    assert OTHER_NAME in note and "250 ms/step" in note
     assert hist["wall_seconds"] == [0.0, 2.0, 4.0]  # the checkpoint's own history is untouched
 
 
