@@ -194,18 +194,8 @@ def _band(ax, x, curve, color, label, ls="-", marker=None, alpha=0.15, lw=1.5):
 
 
 def psnr_vs_horizon(results: dict, metrics=("whole", "changed"), seeds: dict | None = None) -> Figure:
-    """PSNR per imagined step, both models on the same axes; see `psnr_caption` for the key.
-
-    Per model: the mode rollout (bold, markers at h = 1, 3, 5, 10, band: 95 % CI over windows),
-    the mean of sampled rollouts (thin), latent-hold (dashed) and the reconstruction ceiling
-    (dotted, per horizon: it is the decoder on the true frame at that step). Model-free
-    baselines in grey. The legend sits under the panels.
-
-    seeds: optional spread over training seeds, per model and metric:
-        {"RSSM": {"whole": {"mean": [H], "ci": [H], "n": seeds}, "changed": {...}}, "Transformer": {...}}
-    where "ci" is the half-width of a 95 % t-interval of the mean over seeds; drawn as error bars
-    (squares), nudged left/right of each step so the two models' bars do not overlap.
-    """
+    """PSNR per imagined step, both models on the same axes (key: `psnr_caption`); `seeds`
+    {name: {metric: {"mean", "ci", "n"}}} adds error bars over training seeds."""
     titles = {"whole": "whole-frame PSNR", "changed": "changed-pixel PSNR (where things move)"}
     fig, axes = _figure(min(10.0, 5.0 * len(metrics)), 4.4, ncols=len(metrics))
     x = np.asarray(results["horizons"])
@@ -407,14 +397,8 @@ def spread_steps(horizon: int) -> list[int]:
 
 def filmstrip_errors(truth: torch.Tensor, predictions: dict, context: int, steps=None,
                      show_context: int = 1) -> Figure:
-    """A still filmstrip readable at 1000 px: the true frames, then per model a row of its
-    imagined frames and, under it, a row of per-pixel error maps |prediction - truth| (mean over
-    RGB, one colour scale for every map, so brighter is worse everywhere).
-
-    truth [C+H, 3, 64, 64]; predictions {name: [H, 3, 64, 64]} (imagined steps 1..H);
-    steps: which imagined steps get a column (default `spread_steps(H)`); show_context: how many
-    of the last real context frames lead the strip (error maps are blank there: nothing imagined).
-    """
+    """The true frames, then per model a row of imagined frames over a row of error maps
+    |prediction - truth| (one colour scale for all). truth [C+H, 3, 64, 64]; predictions {name: [H, ...]}."""
     H = truth.shape[0] - context
     steps = list(steps) if steps is not None else spread_steps(H)
     cols = [("ctx", context - show_context + i) for i in range(show_context)] + [("img", h) for h in steps]

@@ -1,16 +1,5 @@
-"""Put the package's own code on the notebook page.
-
-The notebook teaches mechanisms (the straight-through sample, the z/a token interleaving, the
-causal mask, the KV-cached step) that live in `wmhelpers/`, where they are tested. Rather than
-copy them into cells, where the copy could drift from what actually runs, `show_source` renders
-the function itself:
-
-    wm.show_source(wm.latent.straight_through_sample)
-    wm.show_source(wm.TransformerDynamics.step)
-
-In Jupyter the result displays as a Markdown ```python block: highlighted live, and stored in
-the saved notebook as a `text/markdown` output, which GitHub and nbviewer render with
-highlighting too. Anywhere else (a terminal, print()) it is the plain source text.
+"""`show_source`: put the package's own (tested) code on the notebook page, as a Markdown ```python
+block in Jupyter (saved as text/markdown, highlighted on GitHub) and plain text elsewhere.
 """
 
 from __future__ import annotations

@@ -1,19 +1,6 @@
-"""Checkpoints: a plain dict saved with torch.save and loaded with weights_only=True; and
-`load_or_train`, which loads one by its kind or trains and saves it.
-
-A checkpoint from a classmate must not be able to run code, so everything outside the tensors
-is plain Python (str, int, float, bool, list, dict, None). Layout (FORMAT_VERSION 2):
-
-    format_version    int
-    kind              "rssm" | "transformer"   (the registry key of the model class)
-    model_config      dict: the model's config (every number it is built from: WorldModel.config_from)
-    experiment        dict: the ExperimentConfig it was trained with
-    data_fingerprint  sha256 of the dataset it was trained on
-    history           dict: what train_world_model returned, including "precision" ("fp32" or
-                      "bf16"; compared with the experiment's, a missing one reads as fp32)
-    meta              dict: torch version, device (a name), device_record ({type, name, threads}),
-                      wall seconds, created (UTC, ISO 8601)
-    state_dict        the model's tensors (stored on the CPU)
+"""Checkpoints: a plain dict saved with torch.save and loaded with weights_only=True (a classmate's
+checkpoint cannot run code), and `load_or_train`. FORMAT_VERSION 2 keys: format_version, kind,
+model_config, experiment, data_fingerprint, history (with its "precision"), meta, state_dict.
 """
 
 from __future__ import annotations

@@ -69,22 +69,10 @@ READ_EVERY = 10  # steps between reads of the loss terms (progress bar, NaN chec
 
 def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: ExperimentConfig,
                       progress: bool = True, desc: str | None = None) -> dict:
-    """Train for cfg.train_steps gradient steps and return the history.
-
-    history = {
-      "kind", "steps", "step": [..], "wall_seconds": [..] (training only, validation excluded),
-      "train": {term: [..]} (mean over the steps since the last record), "val": {term: [..]},
-      "val_next_frame_mse": [..], "ms_per_step", "train_seconds",
-      "device": "cpu: AMD EPYC, 2 threads" (device.device_name), "device_record": {type, name, threads},
-      "train_seed", "precision" ("fp32" or "bf16": config.precision),
-      "step_backend" (step.TrainStep.backend: "eager" or "CUDA graph"),
-    }
-    Records are taken at step 0 (before any update), every cfg.log_every steps and at the end.
-
-    cfg.train_seed drives every random choice of training (dropout, latent sampling, batch order;
-    the model's initialisation is seeded by `from_config`); the data and the validation windows
-    follow cfg.seed and stay fixed.
-    """
+    """Train for cfg.train_steps gradient steps (every random choice from cfg.train_seed) and return
+    the history: kind, steps, step / wall_seconds / train {term} / val {term} / val_next_frame_mse
+    (recorded at step 0, every cfg.log_every steps and at the end), ms_per_step, train_seconds,
+    device, device_record, train_seed, precision, step_backend."""
     device = model.device
     torch.manual_seed(cfg.train_seed)  # latent sampling and dropout
     batches = torch.Generator().manual_seed(cfg.train_seed)  # the same batches for every model
