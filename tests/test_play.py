@@ -203,7 +203,8 @@ def test_drift_figure_draws_the_agreement_of_one_imagination_per_model(session):
     assert set(lines) == {"RSSM", "Transformer"}
     for name, side in session.sides.items():
         with torch.no_grad():
-            z = side.model.imagine(side.model.observe(obs[:, :C], actions[:, : C - 1]), actions[:, C - 1 :])["latent"][0]
+            state = side.model.observe(obs[:, :C], actions[:, : C - 1])
+            z = side.model.imagine(state, actions[:, C - 1 :])["latent"][0]
             want = wm.rollouts.token_agreement(z, side.model.encode(obs, actions)[0, C:], 32)
         np.testing.assert_allclose(lines[name], want.numpy())
         np.testing.assert_array_equal(d["frames"][name][4], _uint8(side.model.decode(z[4])))

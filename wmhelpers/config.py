@@ -85,7 +85,6 @@ class ExperimentConfig:
         if problems:
             raise ValueError("Bad ExperimentConfig: " + "; ".join(problems))
 
-    # ---------------------------------------------------------------------------------------
     @classmethod
     def smoke(cls, **overrides) -> "ExperimentConfig":
         """Tiny budgets so CI can run every notebook cell in a couple of minutes."""
@@ -135,14 +134,9 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExperimentConfig":
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"Unknown ExperimentConfig keys {unknown}; known keys: {sorted(known)}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kwargs)
+        """The inverse of `to_dict` (lists become tuples again)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
-    # ---------------------------------------------------------------------------------------
     def resolve_device(self) -> torch.device:
         """device="auto": CUDA, then MPS if it passed its self-check (one training step and one
         imagination step, finite and close to the CPU's: device.mps_refusal; a refusal is printed

@@ -90,12 +90,8 @@ class GraphPath:
 # Imagination: one step captured per model and input shape, replayed H times
 # ----------------------------------------------------------------------------------------------
 class ImaginationGraphs(GraphPath):
-    """`WorldModel.imagine` with mode latents, each step a replay of one captured step.
-
-    The graph reads its inputs from, and writes its outputs to, fixed tensors: a static copy of the
-    state (its tensors, or a KV cache's buffers, overwritten in place) and a static action. The step
-    feeds its own latent back into the static state, so a rollout of H steps is H replays, each
-    followed by copying the step's outputs out."""
+    """`WorldModel.imagine` with mode latents, each step a replay of one captured step that reads a
+    static copy of the state and a static action and feeds its latent back into that state."""
 
     def __init__(self, capture=capture, devices=("cuda",)):
         super().__init__("CUDA-graph imagination", "imagining eagerly instead (same results, slower on a GPU)",

@@ -58,10 +58,8 @@ def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
 
 
 def _collect_stream(cfg_dict: dict, stream: int, steps: int, queue) -> None:
-    """One worker: a uniformly random policy in its own env, seeded seed + stream.
-
-    Sends chunks of arrays through `queue` as ("chunk", stream, dict) and ("done", stream, None).
-    """
+    """One worker: a uniformly random policy in its own env (seed + stream), sending ("chunk" | "done" |
+    "error", stream, payload, num_actions) through `queue`."""
     try:
         cfg = ExperimentConfig.from_dict(cfg_dict)
         env = make_env(cfg)
@@ -93,11 +91,8 @@ def _collect_stream(cfg_dict: dict, stream: int, steps: int, queue) -> None:
 
 
 def collect(cfg: ExperimentConfig, progress: bool = True) -> "EpisodeDataset":
-    """Collect cfg.env_steps random-policy steps in cfg.collect_streams env copies.
-
-    The streams run in parallel worker processes (one per core, at most one per stream); the
-    data depend only on cfg, never on how many cores ran them.
-    """
+    """Collect cfg.env_steps random-policy steps in cfg.collect_streams env copies, in parallel worker
+    processes; the data depend only on cfg, never on the core count."""
     streams = cfg.collect_streams
     per_stream = [cfg.env_steps // streams + (1 if i < cfg.env_steps % streams else 0) for i in range(streams)]
     workers = max(1, min(streams, os.cpu_count() or 1))
@@ -170,11 +165,8 @@ def cache_paths(cfg: ExperimentConfig) -> tuple[Path, Path]:
 
 
 def load_or_collect(cfg: ExperimentConfig, progress: bool = True, verbose: bool = True) -> "EpisodeDataset":
-    """The dataset for cfg: from the cache in cfg.data_dir when it matches, else collected and cached.
-
-    A cache whose metadata differ from cfg, or whose file is corrupt or truncated, is reported in
-    one line and collected again.
-    """
+    """The dataset for cfg from the cache in cfg.data_dir, else (other settings, corrupt, incomplete:
+    said in one line) collected and cached."""
     npz_path, meta_path = cache_paths(cfg)
     reason = None
     if npz_path.exists() and meta_path.exists():

@@ -57,21 +57,14 @@ def device_record(device: torch.device | str) -> dict:
     return {"type": device.type, "name": cpu_model(), "threads": torch.get_num_threads(), **cpu_features()}
 
 
-def _feature_words(rec: dict) -> str:
-    """"AVX2" / "AVX512, AVX-512 BF16, AMX": the instruction sets of a CPU record, for humans."""
-    words = [rec["isa"]] if rec.get("isa") not in (None, "unknown") else []
-    words += [label for key, label in (("avx512_bf16", "AVX-512 BF16"), ("amx", "AMX")) if rec.get(key)]
-    return ", ".join(words)
-
-
 def device_name(device: torch.device | str) -> str:
     """One line for humans: "cuda: NVIDIA H100 80GB HBM3" or "cpu: AMD EPYC, 2 threads, AVX2"."""
     rec = device_record(device)
-    if rec["threads"] is not None:
-        features = _feature_words(rec)
-        threads = f"{rec['threads']} thread{'' if rec['threads'] == 1 else 's'}"
-        return f"{rec['type']}: {rec['name']}, {threads}" + (f", {features}" if features else "")
-    return f"{rec['type']}: {rec['name']}"
+    if rec["threads"] is None:
+        return f"{rec['type']}: {rec['name']}"
+    features = [rec["isa"]] + [label for key, label in (("avx512_bf16", "AVX-512 BF16"), ("amx", "AMX")) if rec[key]]
+    threads = f"{rec['threads']} thread{'' if rec['threads'] == 1 else 's'}"
+    return f"{rec['type']}: {rec['name']}, {threads}, " + ", ".join(features)
 
 
 def same_device(a: dict | None, b: dict | None) -> bool:

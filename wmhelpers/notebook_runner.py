@@ -102,13 +102,8 @@ def _as_number(text: str) -> float:
 
 
 def unsupported_numbers(nb: dict) -> list[str]:
-    """Measured results stated in markdown that no output of this notebook shows.
-
-    A stated number counts as shown when some number in the outputs rounds to it at the
-    precision it is written with ("26.9 dB" is shown by a printed 26.93; "27 dB" is not),
-    sign ignored. Exempt: approximations written "~30 s" or "≈30 s", and markdown cells tagged
-    "cited-numbers" (numbers quoted from papers or from earlier runs).
-    """
+    """Measured results in markdown ("16.9 ms", "0.97x") that no output shows at their precision
+    ("26.9 dB" is shown by 26.93), sign ignored; "~30 s", "≈30 s" and cells tagged CITED_TAG are exempt."""
     shown = [_as_number(m) for m in OUTPUT_NUMBER.findall(_output_text(nb))]
     problems = []
     for i, cell in enumerate(nb.get("cells", [])):
@@ -252,12 +247,9 @@ def _client_class(reporter):
 
 def run_notebook(path=NOTEBOOK, out=None, smoke: bool = False, timeout: int | None = None,
                  progress=True) -> dict:
-    """Execute the notebook top to bottom in a fresh kernel (nbclient), from the repository root,
-    with text progress bars (they leave one final line each in the saved notebook). Writes it to
-    `out` (default: in place) and returns {"seconds": total, "sections": {heading: seconds}}.
-
-    progress: True reports the current cell and section on stderr while it runs (RunProgress);
-    a stream reports there instead; False is silent."""
+    """Execute the notebook top to bottom in a fresh kernel (nbclient), from the repository root, with
+    text progress bars; write it to `out` (default: in place). progress: True reports on stderr, a
+    stream reports there, False is silent. Returns {"seconds", "sections": {heading: seconds}}."""
     import nbformat
 
     path = Path(path)

@@ -17,12 +17,7 @@ SHARE_EVERY_S = 0.5
 
 
 class FinalLineBar(text_tqdm):
-    """A tqdm bar that prints nothing while it runs and exactly one line when it closes.
-
-    It keeps tqdm's whole API (iteration, update, set_postfix, total, desc), so the code that
-    drives it does not know the difference; the final line shows the overall rate (not the
-    last moments' rate), because tqdm closes with its smoothing switched off.
-    """
+    """A tqdm bar that prints nothing while it runs and one line (the overall rate) when it closes."""
 
     _closing = False
     _shared_at = float("-inf")

@@ -25,10 +25,8 @@ from .world_model import WorldModel
 
 # ---- Rotary position embedding -----------------------------------------------------------------
 def rope_angles(pos: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the RoPE angles theta_{p,i} = p * 10000^(-2i/dim), i < dim/2: each [L, dim/2].
-
-    Computed once per forward pass and shared by the queries and keys of every layer (they all
-    sit at the same positions)."""
+    """cos and sin of the RoPE angles theta_{p,i} = p * 10000^(-2i/dim), i < dim/2: each [L, dim/2]
+    (once per pass, shared by every layer's queries and keys)."""
     half = dim // 2
     freqs = torch.pow(10000.0, -torch.arange(half, device=pos.device, dtype=torch.float32) / half)
     angle = pos.to(torch.float32)[:, None] * freqs[None, :]
@@ -99,10 +97,8 @@ class CausalSelfAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(B, L, H * d))
 
     def forward(self, x, rope, mask=None):
-        """softmax(q k^T / sqrt(d) + mask) v over a whole sequence, via F.scaled_dot_product_attention.
-
-        mask None: plain causal (the sequence fits in the window); else the boolean sliding-window
-        mask. Returns (y, (k, v)): the keys and values are what `prefill` caches."""
+        """softmax(q k^T / sqrt(d) + mask) v over a whole sequence (mask None: plain causal) -> (y, (k, v)),
+        the keys and values `prefill` caches."""
         q, k, v = self.project(x, rope)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=p)
@@ -219,10 +215,8 @@ class TransformerDynamics(nn.Module):
         return cache
 
     def step(self, cache: KVCache, z: torch.Tensor, action: torch.Tensor) -> dict:
-        """Feed only the two new tokens (z_t, a_t) at cache.next_pos, attending to the cache.
-
-        z [B, D], action [B] -> the heads read at a_t. Writes the two tokens into `cache` and
-        advances it, in place, without a single host sync (capturable as a CUDA graph)."""
+        """Feed only the two new tokens (z_t [B, D], a_t [B]) at cache.next_pos, attending to the cache,
+        which they are written into in place (no host sync: capturable) -> the heads read at a_t."""
         x = self.tokens(z[:, None], action[:, None])
         q_pos = cache.next_pos + torch.arange(2, device=x.device)
         slot = q_pos % cache.slots
@@ -273,10 +267,8 @@ class TransformerWorldModel(WorldModel):
 
     @torch.no_grad()
     def observe(self, obs: torch.Tensor, actions: torch.Tensor) -> dict:
-        """Context obs [B, C, 3, 64, 64] and the C-1 actions between them -> state.
-
-        The cache holds z_0, a_0, ..., z_{C-2}, a_{C-2}; z_{C-1} waits for its action, which is
-        the first action given to `imagine`."""
+        """Context obs [B, C, 3, 64, 64] and the C-1 actions between them -> state: the cache holds
+        z_0, a_0, ..., z_{C-2}, a_{C-2}; z_{C-1} waits for the first action given to `imagine`."""
         latents = self.encode(obs)
         B, C = latents.shape[:2]
         if actions.shape[1] != C - 1:

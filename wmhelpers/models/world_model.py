@@ -21,9 +21,8 @@ IMAGINED = ("latent", "reward", "cont", "next_logits")  # what imagination retur
 
 
 class WorldModel(nn.Module):
-    """A world model is built from its config: a plain dict (what a checkpoint stores as
-    `model_config`). `config_from` is the one place a class says which numbers of the
-    ExperimentConfig it takes, under which names; a subclass adds its backbone's."""
+    """A world model built from its config, a plain dict (a checkpoint's `model_config`) that
+    `config_from` makes from an ExperimentConfig; a subclass adds its backbone's numbers."""
 
     kind = "abstract"
     # how to rebuild a checkpoint of this kind (named in checkpoint mismatch errors)
@@ -76,9 +75,8 @@ class WorldModel(nn.Module):
         raise NotImplementedError
 
     def next_token_logits(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The dynamics alone, teacher-forced on given latents [B, T, D] and actions [B, T]: the
-        logits [B, T, V, K] of z_{t+1} read after a_t, from z_<=t and a_<=t (no encoder, no decoder).
-        The memory experiment trains both backbones through this on tokens of one frozen VAE."""
+        """The dynamics alone on given latents [B, T, D] and actions [B, T]: logits [B, T, V, K] of
+        z_{t+1} read after a_t (no encoder, no decoder; Section 6 trains the backbones through it)."""
         raise NotImplementedError
 
     # ---- shared -----------------------------------------------------------------------------------

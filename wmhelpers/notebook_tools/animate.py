@@ -12,7 +12,7 @@ import base64
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageSequence
 
 from ..data import to_uint8_frames
 
@@ -27,10 +27,7 @@ IMAGINED_BAR = (255, 190, 120)  # orange bar: the models imagine this frame from
 
 def font(size: int):
     """PIL's default font at `size` px (shared with the play panel)."""
-    try:
-        return ImageFont.load_default(size=size)  # scalable (FreeType); a fixed bitmap font otherwise
-    except (TypeError, OSError, ImportError):  # pragma: no cover
-        return ImageFont.load_default()
+    return ImageFont.load_default(size=size)
 
 
 def _full_sequences(panels: dict, context: int) -> tuple[dict, int]:
@@ -119,12 +116,8 @@ def rollout_gif(panels: dict, context: int, scale: int = 3, frame_ms: int = 250,
 def gif_info(data: bytes) -> dict:
     """{"frames", "width", "height", "bytes", "durations_ms"} of GIF bytes (what the tests check)."""
     im = Image.open(io.BytesIO(data))
-    durations = []
-    for k in range(im.n_frames):
-        im.seek(k)
-        durations.append(im.info.get("duration", 0))
     return {"frames": im.n_frames, "width": im.width, "height": im.height, "bytes": len(data),
-            "durations_ms": durations}
+            "durations_ms": [frame.info.get("duration", 0) for frame in ImageSequence.Iterator(im)]}
 
 
 class GifOutput:

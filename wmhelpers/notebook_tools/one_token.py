@@ -34,11 +34,8 @@ def sample_frames(dataset, n: int, seed: int = 0) -> torch.Tensor:
 def train_vae(frames: torch.Tensor, latent_vars: int, latent_classes: int, steps: int = 800,
               max_seconds: float = 14.0, batch: int = 16, lr: float = 3e-3, seed: int = 0,
               conv_widths=(8, 16, 32, 64)):
-    """A CategoricalVAE trained on `frames` (already centred: see the module docstring) for
-    `steps` Adam steps or `max_seconds` of wall clock, whichever comes first (at least one step).
-
-    Returns (vae in eval mode, {"steps", "seconds", "final_loss"}). The same seed, batch order,
-    optimizer and budget for every latent shape, so only the latent differs."""
+    """A CategoricalVAE trained on the (centred) frames for `steps` Adam steps or `max_seconds`,
+    whichever comes first -> (vae in eval mode, {"steps", "seconds", "final_loss"})."""
     torch.manual_seed(seed)
     vae = CategoricalVAE(conv_widths, latent_vars, latent_classes, unimix=0.01, frame_size=frames.shape[-1])
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
@@ -149,19 +146,15 @@ def add_trained(result: dict, trained: dict) -> dict:
     return dict(result, models=models)
 
 
-def _row_order(item) -> tuple:
-    """Fewest bits first; within equal bits the VAE trained here before the reference beside it."""
-    name, m = item
-    return m["bits"], "steps" not in m
-
-
 def plot_one_token_demo(result: dict, n: int = 6) -> Figure:
     """Rows: held-out true frames, then each reconstruction (fewest bits first), labelled with its
     bits, whole-frame PSNR and boxer-pixel PSNR; columns: n frames."""
     frames = result["frames"][:n]
+    # fewest bits first; within equal bits the VAE trained here before the reference beside it
+    order = sorted(result["models"].items(), key=lambda item: (item[1]["bits"], "steps" not in item[1]))
     rows = [("true frames", frames)] + [
         (f"{textwrap.fill(name, 22)}\n{m['bits']:.0f} bits: {m['psnr']:.1f} dB\nboxers: {m['boxer_psnr']:.1f} dB",
-         m["recon"][:n]) for name, m in sorted(result["models"].items(), key=_row_order)]
+         m["recon"][:n]) for name, m in order]
     fig = Figure(figsize=(1.45 * len(frames) + 2.0, 1.5 * len(rows) + 0.5), layout="constrained")
     axes = fig.subplots(len(rows), len(frames), squeeze=False)
     for r, (label, x) in enumerate(rows):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import sys
 import warnings
 
 import numpy as np
@@ -30,7 +31,6 @@ from .plots import MODEL_COLORS
 SCALE = 4  # each 64x64 frame is drawn 256 x 256 (nearest neighbour: pixels stay pixels)
 MARGIN, GAP = 10, 14  # pixels around the image and between the panels
 TITLE_H, READOUT_H = 30, 72  # the title row above the frames, the readout rows below
-MUTED = (110, 110, 110)
 HINT = ("Click an action: the real game and both world models take it (re-sync restarts the models from "
         "the last real frames). Playing needs a live kernel: in a static view (GitHub, a saved HTML page) "
         "open the notebook in Jupyter or Colab to play; the figure below shows what the models imagine.")
@@ -64,10 +64,8 @@ class _Side:
 
 
 class PlaySession:
-    """The real game and every world model, driven by the same actions; no widgets.
-
-    `start` is the row of `val` where the held-out context window begins (0: the notebook GIF's window).
-    """
+    """The real game and every world model, driven by the same actions; no widgets. `start`: the row
+    of `val` where the held-out context window begins (0: the notebook GIF's window)."""
 
     def __init__(self, models: dict, val, cfg: ExperimentConfig, start: int = 0):
         self.cfg, self.val, self.context = cfg, val, cfg.context
@@ -181,7 +179,7 @@ class PlaySession:
             draw.text((x, MARGIN), title, fill=INK, font=font(20))
             image.paste(Image.fromarray(frame).resize((side, side), Image.NEAREST), (x, MARGIN + TITLE_H))
             for k, line in enumerate(lines):
-                draw.text((x, MARGIN + TITLE_H + side + 6 + 19 * k), line, fill=INK if k < 2 else MUTED, font=font(15))
+                draw.text((x, MARGIN + TITLE_H + side + 6 + 19 * k), line, fill=INK if k < 2 else (110, 110, 110), font=font(15))
         return image
 
     def render_png(self) -> bytes:
@@ -192,11 +190,9 @@ class PlaySession:
 
 @torch.no_grad()
 def drift(session: PlaySession, steps: int = 20) -> dict:
-    """Imagine `steps` steps from the session's held-out window with the episode's real next actions.
-
-    Returns steps [1..H], agreement {name: [H] token agreement with the posterior token of the real
-    frame at each step} and frames {"real" | name: uint8 [H, 64, 64, 3]}; H stops at the episode's end.
-    """
+    """Imagine `steps` steps (fewer at the episode's end) from the session's held-out window with the
+    episode's real next actions -> steps [1..H], agreement {name: [H] token agreement with the real
+    frame's posterior token}, frames {"real" | name: uint8 [H, 64, 64, 3]}."""
     arrays, C, start = session.val.arrays, session.context, session.start
     end = start + C - 1
     H = min(steps, int(np.flatnonzero(arrays["episode"] == arrays["episode"][start])[-1]) - end)
@@ -256,11 +252,7 @@ class _PanelOutput:
 
 
 def _in_colab() -> bool:
-    try:
-        import google.colab  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return "google.colab" in sys.modules  # a Colab kernel imports it at start
 
 
 def controls(session: PlaySession):

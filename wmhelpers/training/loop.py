@@ -1,8 +1,5 @@
-"""The one training loop for any world model, with a history that P05 and the plots can read.
-
-Both world models go through `train_world_model` with the same optimizer, the same seeded
-batches, the same clipping and the same number of gradient steps: the budget is the
-ExperimentConfig, not the model.
+"""The one training loop for any world model (same optimizer, seeded batches, clipping and step
+count: the budget is the ExperimentConfig), with a history that P05 and the plots read.
 """
 
 from __future__ import annotations
@@ -44,11 +41,8 @@ def next_frame_mse(model, windows: dict, chunk: int = 16) -> float:
 
 @torch.no_grad()
 def validation_loss(model, windows: dict, seed: int, chunk: int = 16) -> dict:
-    """The model's own loss terms on the fixed validation windows.
-
-    Its latent samples come from a private generator seeded with `seed`, so validation is
-    repeatable AND leaves every global RNG stream (CPU and GPU) exactly where training left it:
-    how often validation runs cannot change the trained weights."""
+    """The model's own loss terms on the fixed validation windows, sampled from a private generator
+    seeded with `seed`: repeatable, and no global RNG moves (validation cannot change training)."""
     was_training = model.training
     model.eval()
     sums, n = {}, 0

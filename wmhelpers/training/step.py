@@ -19,10 +19,7 @@ TERMS = ("total", "recon_loss", "dyn_loss", "rep_loss", "reward_loss", "cont_los
 
 
 def make_optimizer(model, cfg, capturable: bool = False) -> torch.optim.Optimizer:
-    """Adam(lr, eps) over every parameter of the world model.
-
-    capturable=True (CUDA graphs only) keeps Adam's step count on the device, so the update reads
-    no host value and can be replayed; on the CPU it is left off (the same update, computed as before)."""
+    """Adam(lr, eps) over every parameter; capturable (CUDA graphs) keeps its step count on the device."""
     extra = {"capturable": True} if capturable else {}
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, **extra)
 
@@ -43,12 +40,8 @@ def training_backend(cfg, device: torch.device | str) -> str:
 
 
 class TrainStep:
-    """Call it with a batch (EpisodeDataset.sample) to take one gradient step.
-
-    Returns the loss terms of that step as one detached tensor [len(TERMS)] on the model's device
-    (order: TERMS), without waiting for the device. `backend` says which path ran last. `capture`
-    records the step (default `TRAINING_GRAPHS.capture`, a real CUDA graph); sample=False trains on
-    mode latents (see `WorldModel.loss_terms`)."""
+    """One gradient step per call on a batch: returns the loss terms [len(TERMS)] on the device, not
+    waiting for it; `backend` says which path ran. `capture` can be a stand-in; sample=False: mode latents."""
 
     def __init__(self, model, cfg, graphs: bool | None = None, capture=None, sample: bool = True):
         self.model, self.grad_clip, self.sample = model, cfg.grad_clip, sample
@@ -114,11 +107,8 @@ class TrainStep:
 
 def train_step_ms(model, batch: dict, cfg, repeats: int = 10, warmup: int = 3,
                   graphs: bool | None = None) -> tuple[float, str]:
-    """(median wall ms of one training step, its backend) on a fixed batch.
-
-    The step is the one training runs, `TrainStep` (loss, backward, clipping, Adam): on CUDA a
-    replayed CUDA graph unless graphs=False. Warm-up covers the graph's eager steps and its
-    capture, so only replays (or eager steps) are timed."""
+    """(median wall ms of one `TrainStep` on a fixed batch, its backend); the warm-up covers a CUDA
+    graph's eager steps and capture, so only replays are timed."""
     model.train()
     step = TrainStep(model, cfg, graphs=graphs)
     warm = max(warmup, WARMUP_STEPS + 1) if step.use_graph else warmup
