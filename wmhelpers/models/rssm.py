@@ -19,8 +19,7 @@ from .world_model import WorldModel
 
 
 class RSSMWorldModel(WorldModel):
-    kind = "rssm"
-    rebuild_command = "python -m wmhelpers train-rssm"
+    kind, rebuild_command = "rssm", "python -m wmhelpers train-rssm"  # the checkpoint kind; how to remake one
 
     @classmethod
     def config_from(cls, cfg, num_actions: int) -> dict:

@@ -241,8 +241,7 @@ class TransformerDynamics(nn.Module):
 class TransformerWorldModel(WorldModel):
     """CategoricalVAE + TransformerDynamics. Posterior q(z_t | o_t) is the encoder alone (STORM)."""
 
-    kind = "transformer"
-    rebuild_command = "re-run the notebook (Section 3 trains and saves it)"
+    kind, rebuild_command = "transformer", "re-run the notebook (Section 3 trains and saves it)"
 
     @classmethod
     def config_from(cls, cfg, num_actions: int) -> dict:

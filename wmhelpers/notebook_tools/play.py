@@ -220,11 +220,12 @@ def drift_figure(d: dict, shown=(1, 5, 10, 20)) -> Figure:
         ax.plot(d["steps"], agreement, marker="o", ms=3, label=name, color=MODEL_COLORS.get(name))
     ax.set(xlabel="imagined step (the episode's real actions)", ylabel="token agreement", ylim=(0, 1.03),
            title="How far each model's imagined token drifts from the real frame's")
+    ax.set_xticks([1, *range(5, len(d["steps"]) + 1, 5)])
     ax.legend()
     for r, row in enumerate(rows):
         for c, s in enumerate(shown):
             a = fig.add_subplot(grid[1 + r, c], xticks=[], yticks=[])
-            a.imshow(d["frames"][row][s - 1])
+            a.imshow(d["frames"][row][s - 1], interpolation="nearest")
             a.set_title(f"step {s}" if r == 0 else None, fontsize=9)
             a.set_ylabel(("real game" if row == "real" else row) if c == 0 else None, fontsize=9)
     return fig
