@@ -179,7 +179,8 @@ class PlaySession:
             draw.text((x, MARGIN), title, fill=INK, font=font(20))
             image.paste(Image.fromarray(frame).resize((side, side), Image.NEAREST), (x, MARGIN + TITLE_H))
             for k, line in enumerate(lines):
-                draw.text((x, MARGIN + TITLE_H + side + 6 + 19 * k), line, fill=INK if k < 2 else (110, 110, 110), font=font(15))
+                grey = (110,) * 3 if k == 2 else INK  # the third line: imagined steps since the last re-sync
+                draw.text((x, MARGIN + TITLE_H + side + 6 + 19 * k), line, fill=grey, font=font(15))
         return image
 
     def render_png(self) -> bytes:
