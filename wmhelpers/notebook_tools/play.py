@@ -33,7 +33,7 @@ MARGIN, GAP = 10, 14  # pixels around the image and between the panels
 TITLE_H, READOUT_H = 30, 72  # the title row above the frames, the readout rows below
 HINT = ("Click an action: the real game and both world models take it (re-sync restarts the models from "
         "the last real frames). Playing needs a live kernel: in a static view (GitHub, a saved HTML page) "
-        "open the notebook in Jupyter or Colab to play; the figure below shows what the models imagine.")
+        "open the notebook in Jupyter or Colab to play; there the panel is a figure of how the models drift.")
 
 
 def _quiet_env(cfg: ExperimentConfig):
