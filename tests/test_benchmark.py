@@ -62,19 +62,6 @@ def test_attention_cost_sweep_sizes_from_config_and_data(tmp_path):
     assert out["device"] == device.device_name("cpu")
 
 
-def test_attention_cost_sweep_reads_the_action_count_of_the_cached_data(tmp_path):
-    from wmhelpers.data import cache_paths
-
-    cfg = tiny_config(tmp_path, sweep_seq_lens=(4,))
-    with pytest.raises(ValueError, match="num_actions"):
-        benchmark.attention_cost_sweep(cfg, batch=2, repeats=1, warmup=0, device="cpu")
-    meta = cache_paths(cfg)[1]
-    meta.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps({"num_actions": 7}))
-    out = benchmark.attention_cost_sweep(cfg, batch=2, repeats=1, warmup=0, device="cpu")
-    assert out["num_actions"] == 7
-
-
 def test_benchmark_uses_the_public_device_helpers():
     assert benchmark.device_name is device.device_name and benchmark.median_ms is device.median_ms
 

@@ -174,15 +174,6 @@ def test_fingerprint_stable_and_sensitive():
     assert EpisodeDataset({k: v.copy() for k, v in arrays.items()}, {"num_actions": 7}).fingerprint() != fp
 
 
-def test_dataset_rejects_missing_or_ragged_arrays():
-    arrays = make_arrays([3, 3])
-    with pytest.raises(ValueError, match="terminated"):
-        EpisodeDataset({k: v for k, v in arrays.items() if k != "terminated"}, {"num_actions": 6})
-    ragged = dict(arrays, reward=arrays["reward"][:-1])
-    with pytest.raises(ValueError, match="reward"):
-        EpisodeDataset(ragged, {"num_actions": 6})
-
-
 # --------------------------------------------------------------------------------------------
 # load_or_collect: one real Boxing collection (1,000 steps) for the whole module
 # --------------------------------------------------------------------------------------------

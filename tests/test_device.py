@@ -30,12 +30,6 @@ def test_a_cpu_record_names_what_changes_a_step_time(monkeypatch):
     assert dev.device_name("cpu").startswith("cpu: Some CPU, 1 thread, ")
 
 
-def test_a_missing_probe_reads_as_absent(monkeypatch):
-    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
-    assert dev._cpu_flag("_is_amx_tile_supported") is False
-    assert dev._cpu_flag("_no_such_probe") is False
-
-
 # ---- MPS only after a self-check -------------------------------------------------------------------
 @pytest.fixture
 def mac(monkeypatch):

@@ -187,3 +187,36 @@ def test_panel_never_raises_where_colab_lacks_its_widget_manager(monkeypatch, ca
     session = play.panel(models, val, cfg, start=START)
     assert isinstance(session, play.PlaySession)
     assert "custom widget manager is not available" in capsys.readouterr().out
+
+
+def test_drift_figure_draws_the_agreement_of_one_imagination_per_model(session):
+    """The static panel's curve is the token agreement of `imagine` with the real next actions, computed
+    here directly; both models are drawn, and the frames at the shown steps are real and imagined."""
+    d = play.drift(session, steps=20)
+    C, end = CONTEXT, START + CONTEXT - 1
+    arrays = session.val.arrays
+    obs = _as_model(list(arrays["obs"][START : end + 21]))
+    actions = torch.as_tensor(arrays["action"][START : end + 20])[None]
+    assert d["steps"] == list(range(1, 21))
+    fig = play.drift_figure(d)
+    lines = {line.get_label(): line.get_ydata() for line in fig.axes[0].get_lines()}
+    assert set(lines) == {"RSSM", "Transformer"}
+    for name, side in session.sides.items():
+        with torch.no_grad():
+            state = side.model.observe(obs[:, :C], actions[:, : C - 1])
+            z = side.model.imagine(state, actions[:, C - 1 :])["latent"][0]
+            want = wm.rollouts.token_agreement(z, side.model.encode(obs, actions)[0, C:], 32)
+        np.testing.assert_allclose(lines[name], want.numpy())
+        np.testing.assert_array_equal(d["frames"][name][4], _uint8(side.model.decode(z[4])))
+    np.testing.assert_array_equal(d["frames"]["real"][0], arrays["obs"][end + 1])
+    assert fig.get_size_inches()[0] <= 10 and len(fig.axes) == 1 + 3 * 4
+
+
+def test_static_panel_shows_the_drift_figure(setup):
+    pytest.importorskip("ipywidgets")
+    cfg, val, models = setup
+    session = play.panel(models, val, cfg, start=START)
+    png = play._png(play.drift_figure(session.drift))
+    data = play._PanelOutput(session.widget, png)._repr_mimebundle_()
+    import base64
+    assert base64.b64decode(data["image/png"]) == png and png.startswith(b"\x89PNG")

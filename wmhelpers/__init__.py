@@ -1,18 +1,13 @@
 """wmhelpers: everything the P04 notebook needs, tested with plain pytest.
 
     import wmhelpers as wm
-    cfg = wm.ExperimentConfig.from_env()              # WM_SMOKE=1 -> tiny budgets
-    data = wm.load_or_collect(cfg); train, val = data.split(cfg)
+    cfg = wm.ExperimentConfig.from_env(); data = wm.load_or_collect(cfg); train, val = data.split(cfg)
     tf = wm.TransformerWorldModel.from_config(cfg, num_actions=data.num_actions)
     hist = wm.train_world_model(tf, train, val, cfg)
     res = wm.evaluate_rollouts({"RSSM": rssm, "Transformer": tf}, val, cfg)
 
-The rooms (README "Layout"): models/ (the lesson: the world models and their parts), training/,
-evaluation/, runs/ (everything that names a model kind: checkpoints, seeds, benchmark),
-notebook_tools/, and at the top the config, the device, the CUDA graphs, the data, the
-notebook's runner and checker, and the CLI. This file
-re-exports the public API; the modules the notebook reads by name (wm.plots, wm.seeds, ...)
-are available here too.
+Folders (README "Layout"): models/, training/, evaluation/, runs/ (what names a model kind),
+notebook_tools/. This file re-exports the public API and the modules the notebook reads by name.
 """
 
 from . import device, notebook_runner

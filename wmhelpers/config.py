@@ -1,9 +1,5 @@
-"""ExperimentConfig: every number the RSSM and the Transformer world model share.
-
-The point of P04 is a controlled comparison: only the dynamics backbone differs. So the
-environment, data, observation model, loss weights, training budget and evaluation protocol
-all live in one dataclass, saved inside every checkpoint and compared on load.
-"""
+"""ExperimentConfig: every number the two world models share (only the backbone differs), saved
+inside every checkpoint and compared on load."""
 
 from __future__ import annotations
 
@@ -22,14 +18,9 @@ class ExperimentConfig:
     frameskip: int = 4
     env_steps: int = 50_000  # random-policy steps collected (all streams together)
     collect_streams: int = 2  # independent env copies, seeds seed+i; fixed so data never depends on core count
-    # 4 held-out episodes (7,148 steps): enough for ~390 non-overlapping evaluation windows of
-    # context + horizon frames, so the window CIs need no correction for overlap (with 2 episodes,
-    # 256 overlapping windows would reuse each frame ~2.6 times).
-    val_episodes: int = 4  # the last episodes in storage order are validation only
+    val_episodes: int = 4  # the last episodes: ~390 non-overlapping evaluation windows (README)
     seed: int = 0  # the DATA seed: env streams, the split, the validation and evaluation windows
-    # The TRAINING seed: initialisation, batch order, latent sampling and dropout. Varying it alone
-    # (python -m wmhelpers seeds) measures training noise on fixed data and fixed windows.
-    train_seed: int = 0
+    train_seed: int = 0  # initialisation, batch order, sampling, dropout: varied alone by `seeds`
 
     # --- shared observation model and latent (identical for both world models) -----------
     conv_widths: tuple[int, ...] = (16, 32, 64, 128)
@@ -42,10 +33,7 @@ class ExperimentConfig:
     hidden: int = 256  # width of the small MLP heads
 
     # --- the two dynamics backbones ---------------------------------------------------------
-    # 4 layers x 128: the Transformer's dynamics (everything beyond the shared VAE) then hold 1.29 M
-    # parameters against the RSSM's 1.39 M (ratio 0.93, within the design's +-10 %); with 2 layers
-    # the RSSM had 56 % more. The 2-layer model stays as a named ablation (`seeds --variant tf2`).
-    tf_layers: int = 4
+    tf_layers: int = 4  # 4 x 128: dynamics parameters within 10 % of the RSSM's (README)
     tf_dim: int = 128
     tf_heads: int = 4
     tf_dropout: float = 0.1
@@ -54,13 +42,7 @@ class ExperimentConfig:
     # --- the shared training budget ---------------------------------------------------------
     batch_size: int = 16
     seq_len: int = 16  # >= 2: the dynamics loss pairs the prediction made at a_t with z_{t+1}
-    # 1,750 steps at lr 1e-3 for BOTH models. Measured here: at 2,000 and 2,500 steps both models
-    # beat their latent-hold baselines on changed pixels at every horizon, but the Transformer's
-    # step took 380-410 ms on 2 CPU cores and the full notebook 826-891 s, too close to the
-    # 15-minute budget once data collection (~30 s) is added. (An RSSM whose posterior reads only
-    # the encoder needs ~4,000 steps at lr 3e-4 to leave its posterior-collapse plateau; the residual
-    # posterior in rssm.py removes that plateau.)
-    train_steps: int = 1_750
+    train_steps: int = 1_750  # for both models: fits the 15-minute CPU notebook (README)
     lr: float = 1e-3
     adam_eps: float = 1e-8
     grad_clip: float = 1000.0
@@ -77,9 +59,7 @@ class ExperimentConfig:
 
     # --- machine ------------------------------------------------------------------------------
     device: str = "auto"  # "auto": CUDA, then MPS, then CPU
-    # "auto" | "off": fp32 on every device; "bf16": bf16 autocast on the conv encoder/decoder. Part of
-    # the experiment (precision changes what is learned: device.BF16_FINDING), recorded with every model.
-    amp: str = "auto"
+    amp: str = "auto"  # "auto" | "off": fp32; "bf16": autocast on the convs (device.BF16_FINDING)
     data_dir: str = "data"
     checkpoint_dir: str = "checkpoints"
     smoke_mode: bool = field(default=False)
@@ -92,23 +72,19 @@ class ExperimentConfig:
             problems.append(f"conv_widths={self.conv_widths}: need 4 widths (64 -> 4 pixels in 4 stride-2 convs)")
         if self.context < 2:
             problems.append(f"context={self.context}: need at least 2 real frames")
-        for name in ("tf_heads", "val_episodes", "collect_streams", "tf_layers"):
+        for name in ("tf_heads", "val_episodes", "collect_streams", "tf_layers", "env_steps", "batch_size",
+                     "train_steps", "log_every", "horizon", "eval_windows"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} must be at least 1")
         if self.tf_heads >= 1 and self.tf_dim % self.tf_heads:
             problems.append(f"tf_dim={self.tf_dim} is not divisible by tf_heads={self.tf_heads}")
         if self.amp not in ("auto", "bf16", "off"):
             problems.append(f"amp={self.amp!r}: choose 'auto', 'bf16' or 'off'")
-        for name in ("env_steps", "batch_size", "seq_len", "train_steps", "log_every", "horizon", "eval_windows"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name}={getattr(self, name)} must be positive")
-        if 0 < self.seq_len < 2:
-            problems.append(f"seq_len={self.seq_len}: need at least 2 steps (the dynamics loss scores the "
-                            "prediction made at step t against the latent of step t+1)")
+        if self.seq_len < 2:  # the dynamics loss pairs the prediction made at step t with z_{t+1}
+            problems.append(f"seq_len={self.seq_len}: need at least 2 steps")
         if problems:
             raise ValueError("Bad ExperimentConfig: " + "; ".join(problems))
 
-    # ---------------------------------------------------------------------------------------
     @classmethod
     def smoke(cls, **overrides) -> "ExperimentConfig":
         """Tiny budgets so CI can run every notebook cell in a couple of minutes."""
@@ -122,16 +98,7 @@ class ExperimentConfig:
 
     @classmethod
     def gpu(cls, **overrides) -> "ExperimentConfig":
-        """The CUDA preset: the CPU default with a larger budget (everything else identical).
-
-        How the number was chosen (no T4 was available to measure; from figures measured on an
-        NVIDIA H100, see the README): a training step took 21-27 ms (Transformer) and 49 ms (RSSM)
-        at batch 16x16, launch-bound rather than compute-bound, so a T4 behind Colab's slower host
-        CPU is assumed ~2x slower: ~50 + ~100 ms per step for the pair. The notebook's 10-minute
-        T4 target leaves ~7.5 min for training both models after data collection (~30 s), the
-        pip install and evaluation: 450 s / 0.15 s = 3,000 steps. Both models are trained on the
-        device with this budget, so the comparison stays identical in everything but budget.
-        """
+        """The CUDA preset: the CPU default with 3,000 steps (sized for a Colab T4 in 10 minutes: README)."""
         # its own folder: a GPU-budget checkpoint must never replace the shipped CPU-budget ones
         return cls(**{"train_steps": 3_000, "checkpoint_dir": "checkpoints/gpu", **overrides})
 
@@ -163,22 +130,13 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         """Plain JSON types only (tuples become lists), so it can live in a weights_only checkpoint."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExperimentConfig":
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"Unknown ExperimentConfig keys {unknown}; known keys: {sorted(known)}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kwargs)
+        """The inverse of `to_dict` (lists become tuples again)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
-    # ---------------------------------------------------------------------------------------
     def resolve_device(self) -> torch.device:
         """device="auto": CUDA, then MPS if it passed its self-check (one training step and one
         imagination step, finite and close to the CPU's: device.mps_refusal; a refusal is printed
@@ -187,7 +145,7 @@ class ExperimentConfig:
             return torch.device(self.device)
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if torch.backends.mps.is_available():
             from .device import mps_refusal
 
             if mps_refusal() is None:
@@ -208,11 +166,8 @@ class ExperimentConfig:
         return precision_of(self.amp)
 
 
-# Fields that size ONE backbone. A checkpoint of one kind is compared on every field except the run
-# environment and the OTHER backbones' fields (fields_that_shape): the RSSM's weights cannot depend
-# on the Transformer's depth, so changing tf_layers must not force the P03 baseline to be retrained,
-# while every field that can shape a model (its own backbone, the shared VAE, data, budget) is still
-# compared. tests/test_run_integrity.py checks that no listed field reaches another kind's weights.
+# Fields that size ONE backbone: a checkpoint is not compared on the other kinds' (changing tf_layers
+# must not force the P03 baseline to be retrained; tests/test_run_integrity.py checks this).
 BACKBONE_FIELDS = {
     "transformer": ("tf_layers", "tf_dim", "tf_heads", "tf_dropout"),
     "rssm": ("rssm_deter",),
@@ -226,10 +181,8 @@ def fields_that_shape(kind: str) -> set[str]:
     return {f.name for f in fields(ExperimentConfig)} - set(RUN_ENVIRONMENT_FIELDS) - others
 
 
-# Fields that describe where and how a run happens, not what is trained: a checkpoint is compared
-# with the experiment on EVERY other field (checkpoints.checkpoint_mismatches), so a new field is
-# compared by default and cannot be forgotten. Each entry says why it cannot change the trained
-# weights or the data they were trained on.
+# Where and how a run happens, not what is trained, each with why: every other field is compared on
+# load (checkpoints.checkpoint_mismatches), so a new field is compared by default.
 RUN_ENVIRONMENT_FIELDS = {
     "device": "the same model on another device (wall clock is recorded separately, with the device)",
     "amp": "compared as the precision it trains in (config.precision: 'auto' and 'off' are both fp32)",

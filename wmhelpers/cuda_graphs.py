@@ -1,17 +1,10 @@
-"""CUDA graphs: a step recorded once, then replayed with one launch.
+"""CUDA graphs: a step recorded once, then replayed with one launch (a step of these small models is
+hundreds of tiny kernels, so launching them is the cost).
 
-At this model size a training step or an imagined step is hundreds of tiny kernels, each launched by
-Python: on a GPU, launching them, not computing them, is the cost. A CUDA graph records the step once
-and replays it with one launch. Capture takes milliseconds (torch.compile would take tens of seconds
-per shape on a Colab GPU, a poor trade in a notebook), needs static shapes and no host syncs.
-
-Two fast paths use it, both defined here:
     TRAINING_GRAPHS     the whole training step: forward, backward, clipping, Adam (training/step.py)
     IMAGINATION_GRAPHS  one imagined step with mode latents on static state buffers (WorldModel.imagine)
-A `GraphPath` says whether its path runs on a device and remembers why not: a capture failure is
-warned once, kept for the rest of the process and shown on the notebook's device line. It holds the
-capture function and the device types it runs on, so a test can run the path's logic on the CPU
-with a stand-in capture. A leaf: imports only torch.
+A `GraphPath` says whether its path runs on a device and remembers a capture failure (warned once);
+its capture function can be a stand-in, so the tests run the logic on the CPU. Imports only torch.
 """
 
 from __future__ import annotations
@@ -97,12 +90,8 @@ class GraphPath:
 # Imagination: one step captured per model and input shape, replayed H times
 # ----------------------------------------------------------------------------------------------
 class ImaginationGraphs(GraphPath):
-    """`WorldModel.imagine` with mode latents, each step a replay of one captured step.
-
-    The graph reads its inputs from, and writes its outputs to, fixed tensors: a static copy of the
-    state (its tensors, or a KV cache's buffers, overwritten in place) and a static action. The step
-    feeds its own latent back into the static state, so a rollout of H steps is H replays, each
-    followed by copying the step's outputs out."""
+    """`WorldModel.imagine` with mode latents, each step a replay of one captured step that reads a
+    static copy of the state and a static action and feeds its latent back into that state."""
 
     def __init__(self, capture=capture, devices=("cuda",)):
         super().__init__("CUDA-graph imagination", "imagining eagerly instead (same results, slower on a GPU)",

@@ -1,12 +1,7 @@
 """Random-policy Atari data: collection, an on-disk cache, episode-aware windows, split, fingerprint.
 
-Storage convention (one row per time step t of an episode):
-    obs[t]        the 64x64 RGB frame the agent saw (uint8, H x W x 3)
-    action[t]     the action taken at obs[t]
-    reward[t]     the reward received for that action
-    terminated[t] True if the episode ended because of that action (cont = 1 - terminated)
-    truncated[t]  True if the episode was cut after that action (time limit or end of collection)
-    episode[t]    episode id; every episode is one contiguous run of rows
+One row per step t: obs[t] (uint8 64x64x3), action[t] taken at obs[t], reward[t] for it,
+terminated[t] / truncated[t] (the episode ended / was cut after it), episode[t] (contiguous runs).
 """
 
 from __future__ import annotations
@@ -33,9 +28,7 @@ ARRAY_NAMES = ("obs", "action", "reward", "terminated", "truncated", "episode")
 _CHUNK = 500  # steps a collection worker sends at a time (drives the progress bar)
 
 
-# --------------------------------------------------------------------------------------------
-# Collection
-# --------------------------------------------------------------------------------------------
+# ---- Collection --------------------------------------------------------------------------------
 def make_env(cfg: ExperimentConfig):
     """ALE env exactly as the experiment defines it: frameskip 4 and no sticky actions, so the
     recorded action is the executed one."""
@@ -65,10 +58,8 @@ def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
 
 
 def _collect_stream(cfg_dict: dict, stream: int, steps: int, queue) -> None:
-    """One worker: a uniformly random policy in its own env, seeded seed + stream.
-
-    Sends chunks of arrays through `queue` as ("chunk", stream, dict) and ("done", stream, None).
-    """
+    """One worker: a uniformly random policy in its own env (seed + stream), sending ("chunk" | "done" |
+    "error", stream, payload, num_actions) through `queue`."""
     try:
         cfg = ExperimentConfig.from_dict(cfg_dict)
         env = make_env(cfg)
@@ -100,11 +91,8 @@ def _collect_stream(cfg_dict: dict, stream: int, steps: int, queue) -> None:
 
 
 def collect(cfg: ExperimentConfig, progress: bool = True) -> "EpisodeDataset":
-    """Collect cfg.env_steps random-policy steps in cfg.collect_streams env copies.
-
-    The streams run in parallel worker processes (one per core, at most one per stream); the
-    data depend only on cfg, never on how many cores ran them.
-    """
+    """Collect cfg.env_steps random-policy steps in cfg.collect_streams env copies, in parallel worker
+    processes; the data depend only on cfg, never on the core count."""
     streams = cfg.collect_streams
     per_stream = [cfg.env_steps // streams + (1 if i < cfg.env_steps % streams else 0) for i in range(streams)]
     workers = max(1, min(streams, os.cpu_count() or 1))
@@ -148,41 +136,27 @@ def collect(cfg: ExperimentConfig, progress: bool = True) -> "EpisodeDataset":
         for p in running.values():
             p.terminate()
 
-    arrays = {k: [] for k in ARRAY_NAMES}
-    next_episode = 0
-    for i in range(streams):
-        stream_arrays = {k: np.concatenate([c[k] for c in parts[i]]) for k in ARRAY_NAMES}
-        stream_arrays["episode"] = stream_arrays["episode"] + next_episode
-        next_episode = int(stream_arrays["episode"].max()) + 1
-        for k in ARRAY_NAMES:
-            arrays[k].append(stream_arrays[k])
-    arrays = {k: np.concatenate(v) for k, v in arrays.items()}
-    arrays["action"] = arrays["action"].astype(np.int64)
-    arrays["reward"] = arrays["reward"].astype(np.float32)
-    arrays["episode"] = arrays["episode"].astype(np.int32)
-    return EpisodeDataset(arrays, _metadata(cfg, num_actions))
+    chunks = [c for i in range(streams) for c in parts[i]]  # stream by stream: the data never depend on timing
+    arrays = {k: np.concatenate([c[k] for c in chunks]) for k in ARRAY_NAMES}
+    stream_of_row = np.concatenate([np.full(len(c["action"]), i) for i in range(streams) for c in parts[i]])
+    # episode ids restart in every stream: number them (stream, episode) in storage order
+    _, arrays["episode"] = np.unique(np.stack([stream_of_row, arrays["episode"]]), axis=1, return_inverse=True)
+    import ale_py
+    import gymnasium
+
+    meta = dict(_settings(cfg), num_actions=num_actions, gymnasium_version=gymnasium.__version__,
+                ale_py_version=ale_py.__version__)  # the versions are recorded, not matched
+    return EpisodeDataset({**arrays, "action": arrays["action"].astype(np.int64), "reward": arrays["reward"].astype(
+        np.float32), "episode": arrays["episode"].reshape(-1).astype(np.int32)}, meta)
 
 
 def _settings(cfg: ExperimentConfig) -> dict:
     """The metadata that must agree with the config for a cache to be reused."""
-    return {
-        "cache_format": CACHE_FORMAT, "env_id": cfg.env_id, "seed": cfg.seed, "env_steps": cfg.env_steps,
-        "frame_size": cfg.frame_size, "frameskip": cfg.frameskip, "collect_streams": cfg.collect_streams,
-    }
+    return {"cache_format": CACHE_FORMAT, "env_id": cfg.env_id, "seed": cfg.seed, "env_steps": cfg.env_steps,
+            "frame_size": cfg.frame_size, "frameskip": cfg.frameskip, "collect_streams": cfg.collect_streams}
 
 
-def _metadata(cfg: ExperimentConfig, num_actions: int) -> dict:
-    """The settings plus what was observed and the library versions (recorded, not matched)."""
-    import ale_py
-    import gymnasium
-
-    return dict(_settings(cfg), num_actions=num_actions, gymnasium_version=gymnasium.__version__,
-                ale_py_version=ale_py.__version__)
-
-
-# --------------------------------------------------------------------------------------------
-# Cache
-# --------------------------------------------------------------------------------------------
+# ---- Cache -------------------------------------------------------------------------------------
 def cache_paths(cfg: ExperimentConfig) -> tuple[Path, Path]:
     slug = cfg.env_id.replace("/", "_").replace("-", "_").lower()
     stem = f"{slug}_{cfg.env_steps}steps_seed{cfg.seed}_{cfg.frame_size}px"
@@ -191,11 +165,8 @@ def cache_paths(cfg: ExperimentConfig) -> tuple[Path, Path]:
 
 
 def load_or_collect(cfg: ExperimentConfig, progress: bool = True, verbose: bool = True) -> "EpisodeDataset":
-    """The dataset for cfg: from the cache in cfg.data_dir when it matches, else collected and cached.
-
-    A cache whose metadata differ from cfg, or whose file is corrupt or truncated, is reported in
-    one line and collected again.
-    """
+    """The dataset for cfg from the cache in cfg.data_dir, else (other settings, corrupt, incomplete:
+    said in one line) collected and cached."""
     npz_path, meta_path = cache_paths(cfg)
     reason = None
     if npz_path.exists() and meta_path.exists():
@@ -245,9 +216,7 @@ def _read_npz(path: Path, meta: dict) -> "EpisodeDataset":
     return data
 
 
-# --------------------------------------------------------------------------------------------
-# Dataset
-# --------------------------------------------------------------------------------------------
+# ---- Dataset -----------------------------------------------------------------------------------
 @dataclass
 class EpisodeDataset:
     """Arrays of contiguous episodes plus metadata; windows never cross an episode boundary."""
@@ -256,17 +225,9 @@ class EpisodeDataset:
     meta: dict
 
     def __post_init__(self):
-        missing = [k for k in ARRAY_NAMES if k not in self.arrays]
-        if missing:
-            raise ValueError(f"EpisodeDataset is missing arrays {missing}")
-        n = len(self.arrays["action"])
-        bad = [k for k in ARRAY_NAMES if len(self.arrays[k]) != n]
-        if bad:
-            raise ValueError(f"EpisodeDataset arrays {bad} do not have {n} rows")
         self._fingerprint = None
         ep = self.arrays["episode"]
-        # starts of episodes in storage order
-        self._episode_starts = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]]) if n else np.zeros(0, int)
+        self._episode_starts = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]]) if len(ep) else np.zeros(0, int)
 
     def __len__(self) -> int:
         return len(self.arrays["action"])

@@ -1,18 +1,11 @@
-"""The machine a run happens on: which device, what to call it, which precision, how to wait for
-it and how to time a call on it. A leaf: it imports nothing else of the package.
-
-Wall-clock numbers are only comparable between runs on the same device, so every history,
-checkpoint and results file records `device_record(device)`: the type (cpu / cuda / mps), a
-human name (the CPU model or the GPU model) and, on a CPU, the thread count and the instruction
-sets that change a step's speed (one CPU model name covers Xeons with and without AMX).
-
-Precision is not decided here by speed: amp="auto" is fp32 on every device (`resolve_amp_dtype`),
-because bf16 changed what the model learned (BF16_FINDING). MPS is used only after a self-check
-(`mps_refusal`, with the check that `runs/benchmark.py` registers: this module cannot build a model).
+"""The machine a run happens on: which device, what to call it (`device_record`, recorded with
+every wall-clock number), which precision, how to time a call on it, and MPS only after a
+self-check (`mps_refusal`; runs/benchmark.py registers the check). Imports nothing of the package.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 
@@ -30,47 +23,32 @@ def sync(device: torch.device | str) -> None:
 
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
-    try:
+    if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            return names[0]
+    return platform.processor() or platform.machine()
 
 
 CPU_FEATURE_KEYS = ("isa", "avx2", "avx512_bf16", "amx")
 
 
 def _cpu_flag(name: str) -> bool:
-    """One of torch.cpu's private feature probes (_is_amx_tile_supported, ...); False where absent."""
-    probe = getattr(getattr(torch, "cpu", None), name, None)
-    try:
-        return bool(probe()) if probe is not None else False
-    except Exception:  # noqa: BLE001  (a probe that cannot run says nothing)
-        return False
+    """One of torch.cpu's feature probes (_is_amx_tile_supported, ...)."""
+    return bool(getattr(torch.cpu, name)())
 
 
 def cpu_features() -> dict:
     """What changes a CPU step's speed beyond the model name: {"isa": the vector instruction set
     torch dispatches to ("AVX2", "AVX512", "DEFAULT", ...), "avx2", "avx512_bf16", "amx": bools}."""
-    get_isa = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
-    try:
-        isa = str(get_isa()) if get_isa is not None else "unknown"
-    except Exception:  # noqa: BLE001
-        isa = "unknown"
-    return {"isa": isa, "avx2": _cpu_flag("_is_avx2_supported"),
+    return {"isa": torch.backends.cpu.get_cpu_capability(), "avx2": _cpu_flag("_is_avx2_supported"),
             "avx512_bf16": _cpu_flag("_is_avx512_bf16_supported"), "amx": _cpu_flag("_is_amx_tile_supported")}
 
 
 def device_record(device: torch.device | str) -> dict:
-    """{"type", "name", "threads"} (+ on a CPU the CPU_FEATURE_KEYS): what a wall-clock number was
-    measured on.
-
-    `threads` is the torch CPU thread count on a CPU (it changes a CPU step time ~2x) and None on
-    a GPU, where it does not matter. The CPU features tell apart CPUs sold under one name (an
-    "Intel(R) Xeon(R) Processor" comes with and without AMX, and their step times differ)."""
+    """{"type", "name", "threads"} (+ on a CPU the CPU_FEATURE_KEYS, which tell apart CPUs sold under
+    one name): what a wall-clock number was measured on. threads: None on a GPU."""
     device = torch.device(device)
     if device.type == "cuda":
         return {"type": "cuda", "name": torch.cuda.get_device_name(device), "threads": None}
@@ -79,30 +57,19 @@ def device_record(device: torch.device | str) -> dict:
     return {"type": device.type, "name": cpu_model(), "threads": torch.get_num_threads(), **cpu_features()}
 
 
-def _feature_words(rec: dict) -> str:
-    """"AVX2" / "AVX512, AVX-512 BF16, AMX": the instruction sets of a CPU record, for humans."""
-    words = [rec["isa"]] if rec.get("isa") not in (None, "unknown") else []
-    words += [label for key, label in (("avx512_bf16", "AVX-512 BF16"), ("amx", "AMX")) if rec.get(key)]
-    return ", ".join(words)
-
-
 def device_name(device: torch.device | str) -> str:
     """One line for humans: "cuda: NVIDIA H100 80GB HBM3" or "cpu: AMD EPYC, 2 threads, AVX2"."""
     rec = device_record(device)
-    if rec["threads"] is not None:
-        features = _feature_words(rec)
-        threads = f"{rec['threads']} thread{'' if rec['threads'] == 1 else 's'}"
-        return f"{rec['type']}: {rec['name']}, {threads}" + (f", {features}" if features else "")
-    return f"{rec['type']}: {rec['name']}"
+    if rec["threads"] is None:
+        return f"{rec['type']}: {rec['name']}"
+    features = [rec["isa"]] + [label for key, label in (("avx512_bf16", "AVX-512 BF16"), ("amx", "AMX")) if rec[key]]
+    threads = f"{rec['threads']} thread{'' if rec['threads'] == 1 else 's'}"
+    return f"{rec['type']}: {rec['name']}, {threads}, " + ", ".join(features)
 
 
 def same_device(a: dict | None, b: dict | None) -> bool:
-    """True when two device records describe the same kind of machine, so wall clocks compare.
-
-    type, name and threads must match. The CPU features (CPU_FEATURE_KEYS) are compared where
-    BOTH records have them: a record written before they were recorded (the shipped checkpoints
-    and seeds files may hold such records) is "the same" as a new one exactly when type, name and
-    threads match, which is all it can say about itself."""
+    """True when two device records describe the same kind of machine, so wall clocks compare: type,
+    name and threads match, and the CPU features where both have them (older records lack them)."""
     if not a or not b:
         return False
     if not all(a.get(k) == b.get(k) for k in ("type", "name", "threads")):
@@ -135,9 +102,7 @@ def resolve_amp_dtype(amp: str, device: torch.device | str | None = None) -> tor
     return torch.bfloat16 if precision_of(amp) == "bf16" else None
 
 
-# ---- MPS only after a self-check ------------------------------------------------------------------
-# The check runs one training step and one imagination step on MPS and on the CPU and compares
-# them: check() -> None when MPS is fit, else why not. runs/benchmark.py registers `mps_self_check`.
+# ---- MPS only after a self-check: check() -> None when MPS is fit, else why not -----------------------
 _mps_check = None
 _mps_refusals: list = []  # [reason or None] once checked in this process
 
@@ -154,17 +119,16 @@ def mps_refused() -> str | None:
     return _mps_refusals[0] if _mps_refusals else None
 
 
-def mps_refusal(check=None) -> str | None:
-    """Why MPS is not used here (None: it passed its self-check). Checked once per process; the
-    first refusal is printed once (the device line repeats it)."""
-    if _mps_refusals and check is None:
+def mps_refusal() -> str | None:
+    """Why MPS is not used here (None: it passed its self-check). Checked once per process; a
+    refusal is printed once (the device line repeats it)."""
+    if _mps_refusals:
         return _mps_refusals[0]
-    check = check or _mps_check
-    if check is None:
+    if _mps_check is None:
         reason = "no self-check is available to test it"
     else:
         try:
-            reason = check()
+            reason = _mps_check()
         except Exception as err:  # noqa: BLE001  (any failure of the check: not fit)
             reason = f"the self-check failed: {type(err).__name__}: {err}".splitlines()[0][:200]
     _mps_refusals[:] = [reason]

@@ -1,19 +1,10 @@
-"""The notebook's runner and checker (the CLI's run-notebook and check-notebook).
+"""The notebook's runner and checker (the CLI's run-notebook and check-notebook), and the
+deliverables checklist of its last cell.
 
-`python -m wmhelpers check-notebook PATH`: the instructor's check of an executed notebook.
-
-Passes when every code cell was executed, in order (execution counts 1..N), no cell has an
-error output, every cell tagged as a deliverable figure holds an image, no output is a widget
-with no static fallback, the conclusion (the cell tagged "conclusion": a code cell whose Markdown
-output the run wrote, or a markdown cell) has its words, and
-every measured number the markdown states (see `unsupported_numbers`) appears in an output.
-
-`python -m wmhelpers run-notebook` executes it (`run_notebook`) and says, while it runs, which
-cell and section it is in, the time spent, and inside a long cell the state of its progress bar
-(training step count, rate and ETA) (`RunProgress`). The kernel's own log (its stderr, e.g.
-jupyter's "running over TCP without encryption" warning) is not shown unless the run fails.
-
-`deliverables_checklist` is the notebook's last cell: which deliverables exist.
+`check_notebook`: every code cell executed in order without error, every deliverable figure an
+image, no widget-only output, a conclusion of MIN_CONCLUSION_WORDS, and every measured number in
+the markdown shown by an output (`unsupported_numbers`). `run_notebook` executes it with nbclient
+and reports the running cell, section and progress bar on stderr (`RunProgress`).
 """
 
 from __future__ import annotations
@@ -26,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 from .progress import LIVE_ENV, LIVE_MARK
 
@@ -37,10 +29,7 @@ MIN_CONCLUSION_WORDS = 60
 def check_notebook(path) -> list[str]:
     """Problems found (empty list: the notebook passes)."""
     path = Path(path)
-    try:
-        nb = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        return [f"{path}: cannot read the notebook ({exc})"]
+    nb = json.loads(path.read_text())
     problems = []
     cells = nb.get("cells", [])
     code = [c for c in cells if c.get("cell_type") == "code"]
@@ -71,13 +60,11 @@ def check_notebook(path) -> list[str]:
         elif not tagged[tag]:
             problems.append(f"the cell tagged {tag!r} has no image output")
     problems += unsupported_numbers(nb)
-    conclusion = [c for c in cells if "conclusion" in c.get("metadata", {}).get("tags", [])]
+    conclusion = [conclusion_text(c) for c in cells if "conclusion" in c.get("metadata", {}).get("tags", [])]
     if not conclusion:
         problems.append("no cell tagged 'conclusion'")
-    else:
-        text = conclusion_text(conclusion[0])
-        if len(text.split()) < MIN_CONCLUSION_WORDS or "TODO" in text:
-            problems.append(f"the conclusion is empty or unfinished ({len(text.split())} words)")
+    elif len(conclusion[0].split()) < MIN_CONCLUSION_WORDS or "TODO" in conclusion[0]:
+        problems.append(f"the conclusion is empty or unfinished ({len(conclusion[0].split())} words)")
     return problems
 
 
@@ -90,9 +77,7 @@ def conclusion_text(cell: dict) -> str:
     return "\n".join("".join(p) if isinstance(p, list) else p for p in parts)
 
 
-# ---------------------------------------------------------------------------------------------
-# Numbers in the prose must come from the run
-# ---------------------------------------------------------------------------------------------
+# ---- Numbers in the prose must come from the run -----------------------------------------------
 # A measured result in prose: a number right before a unit ("16.9 ms", "2 s", "+0.2 dB") or
 # glued to a ratio sign ("0.97×", "1.8x"). "64x64" and "32×32" are sizes, hence the lookahead.
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
@@ -117,13 +102,8 @@ def _as_number(text: str) -> float:
 
 
 def unsupported_numbers(nb: dict) -> list[str]:
-    """Measured results stated in markdown that no output of this notebook shows.
-
-    A stated number counts as shown when some number in the outputs rounds to it at the
-    precision it is written with ("26.9 dB" is shown by a printed 26.93; "27 dB" is not),
-    sign ignored. Exempt: approximations written "~30 s" or "≈30 s", and markdown cells tagged
-    "cited-numbers" (numbers quoted from papers or from earlier runs).
-    """
+    """Measured results in markdown ("16.9 ms", "0.97x") that no output shows at their precision
+    ("26.9 dB" is shown by 26.93), sign ignored; "~30 s", "≈30 s" and cells tagged CITED_TAG are exempt."""
     shown = [_as_number(m) for m in OUTPUT_NUMBER.findall(_output_text(nb))]
     problems = []
     for i, cell in enumerate(nb.get("cells", [])):
@@ -141,9 +121,7 @@ def unsupported_numbers(nb: dict) -> list[str]:
     return problems
 
 
-# ---------------------------------------------------------------------------------------------
-# Running it
-# ---------------------------------------------------------------------------------------------
+# ---- Running it --------------------------------------------------------------------------------
 NOTEBOOK = "p04_transformer_backbone.ipynb"
 
 
@@ -165,23 +143,10 @@ def _clock(seconds: float) -> str:
 
 
 class RunProgress:
-    """Where `run-notebook` is, on stderr, for the person waiting on it (the notebook itself prints
-    nothing live: its progress bars only leave a final line).
-
-    nbclient's hooks carry it all: `on_cell_execute` says a cell starts (`cell_started`), and the
-    kernel's stream messages pass through `_client_class`'s output hook, which hands the live state
-    of a text-mode progress bar (its `progress.LIVE_MARK` lines) to `bar` and takes those lines out
-    of the saved output. Nothing runs in between: the report changes when the kernel says something.
-
-    On a terminal: one line, rewritten in place, with the running cell's progress bar when it has one
-    (cut to the terminal's width):
-        [ 4:12] code cell 14/38 · 3. Train the Transformer (1:55 in this section) · training
-                transformer:  45%|####5     | 790/1750 [02:31<03:03, 5.2it/s]
-    Piped to a file or CI log (no '\\r' there): one line as each section starts, the bar's state at
-    most every `log_every` seconds while it changes, then a total:
-        [ 4:12] code cell 14/38 · 3. Train the Transformer (previous section 0:41)
-        [ 4:42]   training transformer:  12%|#2        | 210/1750 [00:30<03:40, 7.0it/s]
-    """
+    """Where `run-notebook` is, on stderr: nbclient's `on_cell_execute` hook calls `cell_started`
+    and the client's output hook hands it the kernel's progress-bar states (`bar`). On a terminal
+    one line rewritten in place; in a log a line per section and a bar state at most every
+    `log_every` seconds."""
 
     def __init__(self, nb, stream=None, live: bool | None = None, log_every: float = 30.0):
         self.stream = stream or sys.stderr
@@ -282,47 +247,32 @@ def _client_class(reporter):
 
 def run_notebook(path=NOTEBOOK, out=None, smoke: bool = False, timeout: int | None = None,
                  progress=True) -> dict:
-    """Execute the notebook top to bottom in a fresh kernel (nbclient), from the repository root,
-    with text progress bars (they leave one final line each in the saved notebook). Writes it to
-    `out` (default: in place) and returns {"seconds": total, "sections": {heading: seconds}}.
-
-    progress: True reports the current cell and section on stderr while it runs (RunProgress);
-    a stream reports there instead; False is silent."""
+    """Execute the notebook top to bottom in a fresh kernel (nbclient), from the repository root, with
+    text progress bars; write it to `out` (default: in place). progress: True reports on stderr, a
+    stream reports there, False is silent. Returns {"seconds", "sections": {heading: seconds}}."""
     import nbformat
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    env_before = {k: os.environ.get(k) for k in ("WM_SMOKE", "WM_PROGRESS", LIVE_ENV)}
-    os.environ["WM_PROGRESS"] = "text"
-    os.environ[LIVE_ENV] = "1"  # the kernel's bars print their live state as marked lines (see live_states)
-    os.environ["WM_SMOKE"] = "1" if smoke else "0"
     start = time.time()
-    hooks, reporter = {}, None
-    if progress:
-        reporter = RunProgress(nb, stream=None if progress is True else progress)
-        hooks = {"on_cell_execute": reporter.cell_started}
+    reporter = RunProgress(nb, stream=None if progress is True else progress) if progress else None
+    hooks = {"on_cell_execute": reporter.cell_started} if reporter else {}
     ok = False
-    try:
-        with tempfile.TemporaryFile("w+") as klog:
-            try:
-                _client_class(reporter)(nb, timeout=timeout, kernel_name="python3",
-                                        resources={"metadata": {"path": str(path.parent.resolve())}},
-                                        **hooks).execute(stderr=klog)  # the kernel's stderr: kept, not shown
-                ok = True
-            finally:
-                if reporter is not None:
-                    reporter.finish(ok)
-                if not ok:  # the kernel's own words may say why (a crash, a missing package)
-                    klog.seek(0)
-                    tail = kernel_log(klog.read())[-4000:]
-                    if tail.strip():
-                        print(f"kernel log (last lines):\n{tail}", file=sys.stderr)
-    finally:
-        for k, v in env_before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    # the kernel inherits these: one final line per bar, plus its live state as marked lines (live_states)
+    env = {"WM_PROGRESS": "text", LIVE_ENV: "1", "WM_SMOKE": "1" if smoke else "0"}
+    with mock.patch.dict(os.environ, env), tempfile.TemporaryFile("w+") as klog:
+        try:
+            _client_class(reporter)(nb, timeout=timeout, kernel_name="python3",
+                                    resources={"metadata": {"path": str(path.parent.resolve())}},
+                                    **hooks).execute(stderr=klog)  # the kernel's stderr: kept, not shown
+            ok = True
+        finally:
+            if reporter is not None:
+                reporter.finish(ok)
+            klog.seek(0)
+            tail = kernel_log(klog.read())[-4000:]
+            if not ok and tail.strip():  # the kernel's own words may say why (a crash, a missing package)
+                print(f"kernel log (last lines):\n{tail}", file=sys.stderr)
     nbformat.write(nb, Path(out) if out else path)
     return {"seconds": time.time() - start, "sections": section_times(nb)}
 
@@ -355,11 +305,7 @@ def deliverables_checklist(cfg, notebook=NOTEBOOK) -> str:
         ok = os.path.exists(path)
         size = f" ({os.path.getsize(path) / 1e6:.1f} MB)" if ok else " (missing)"
         lines.append(f"[{'x' if ok else ' '}] {item}: {path}{size}")
-    try:
-        tags = {t for c in json.loads(Path(notebook).read_text()).get("cells", [])
-                for t in c.get("metadata", {}).get("tags", [])}
-    except (OSError, json.JSONDecodeError):
-        tags = set()
+    tags = {t for c in json.loads(Path(notebook).read_text())["cells"] for t in c["metadata"].get("tags", [])}
     for tag in (*DELIVERABLE_TAGS, "conclusion"):
         lines.append(f"[{'x' if tag in tags else ' '}] cell tagged {tag!r} in {notebook}")
     return "\n".join(lines)

@@ -1,16 +1,6 @@
-"""Progress bars that read well everywhere.
-
-- Jupyter / Colab (ipywidgets present): a live widget bar (tqdm.auto).
-- A terminal: tqdm's live text bar.
-- WM_PROGRESS=text (set by `python -m wmhelpers run-notebook`, which writes the committed
-  executed notebook): nothing while the loop runs and ONE final line on stdout when it ends,
-  e.g. `training transformer: 100%|##########| 1750/1750 [05:31<00:00, 5.28it/s, recon=...]`.
-  A live bar would be saved as dozens of stacked lines, and on stderr, which GitHub and nbviewer
-  show as a pink block; the run's liveness comes from run-notebook's own progress line instead:
-  with WM_PROGRESS_LIVE set (run-notebook sets it) the bar also prints its current state, e.g.
-  `training transformer:  45%|####5     | 790/1750 [02:31<03:03, 5.2it/s]`, as one line marked
-  with LIVE_MARK (at most twice a second); run-notebook reads those lines off the kernel's output
-  stream, shows them in the terminal and takes them out before the output is saved.
+"""Progress bars: tqdm.auto in Jupyter and terminals. With WM_PROGRESS=text (run-notebook) a bar prints
+ONE final line on stdout, and with WM_PROGRESS_LIVE also its state as a LIVE_MARK line (at most
+twice a second), which run-notebook shows in the terminal and takes out of the saved output.
 """
 
 from __future__ import annotations
@@ -27,12 +17,7 @@ SHARE_EVERY_S = 0.5
 
 
 class FinalLineBar(text_tqdm):
-    """A tqdm bar that prints nothing while it runs and exactly one line when it closes.
-
-    It keeps tqdm's whole API (iteration, update, set_postfix, total, desc), so the code that
-    drives it does not know the difference; the final line shows the overall rate (not the
-    last moments' rate), because tqdm closes with its smoothing switched off.
-    """
+    """A tqdm bar that prints nothing while it runs and one line (the overall rate) when it closes."""
 
     _closing = False
     _shared_at = float("-inf")

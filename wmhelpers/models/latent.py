@@ -25,13 +25,9 @@ def unimix_logits(logits: torch.Tensor, unimix: float) -> torch.Tensor:
 
 
 def sample_one_hot(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A hard one-hot sample [..., V, K] of each categorical (no gradient).
-
-    The exponential race: with E_k ~ Exp(1) independent, argmax_k p_k / E_k is distributed as
-    Categorical(p) (it is the Gumbel-max trick, since -log E_k is Gumbel). This is the very draw
-    torch.multinomial(p, 1) makes (same random numbers, same index: tests/test_train_step.py checks it
-    on the CPU), minus multinomial's validity check, which reads a value back from the GPU every
-    call. That read would stall the CPU once per latent sample and forbid CUDA-graph capture."""
+    """A hard one-hot sample [..., V, K] of each categorical (no gradient), by the exponential race:
+    argmax_k p_k / E_k with E_k ~ Exp(1) is Categorical(p). It is torch.multinomial(p, 1)'s very draw
+    without its validity check, which reads the GPU back every call (a stall; no CUDA-graph capture)."""
     probs = logits.detach().softmax(-1)
     # contiguous, like multinomial's own draw: the k-th random number goes to the k-th (variable, class)
     race = probs.new_empty(probs.shape).exponential_(1.0, generator=generator)

@@ -1,11 +1,5 @@
-"""Which token may attend which: the causal sliding-window mask of the Transformer world model.
-
-Its own module because two readers need it: `transformer.py` (attention) and
-`notebook_tools/plots.py` (the mask figure of Section 2), and neither should import the other for it.
-
-A query at token position q may attend a key at position k when
-    0 <= q - k < window
-(causal: nothing from the future; sliding window: nothing `window` or more tokens back).
+"""The causal sliding-window mask (shared by transformer.py and the mask figure): a query at
+token position q may attend a key at position k when 0 <= q - k < window.
 """
 
 from __future__ import annotations

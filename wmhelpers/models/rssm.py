@@ -1,27 +1,10 @@
-"""RSSM world model: the P03 baseline whose GRU the Transformer replaces.
-
-The three RSSM equations (P02), written with the same index convention as the Transformer
-(the state after action a_t is the one that predicts frame t+1, the reward r_t and c_t):
-    deterministic path   h_{t+1} = GRU(h_t, [z_t, a_t])
-    prior                p(z_{t+1} | h_{t+1})                used in imagination
-    posterior            q(z_t | h_t, o_t)                   used in training and to observe
-with h_0 = 0. Reward r_t and continuation c_t are read from h_{t+1}, like the Transformer reads
-them at the token a_t: both heads see every latent and action up to a_t.
-
-Two choices, each against a problem measured on this experiment (2 CPU cores, Boxing, batch 16x16):
-
-* Residual posterior. DreamerV3 computes q from an MLP over [h_t, e_t]. Measured here, that
-  RSSM sits for its first 1,000-1,500 steps with KL under the free-bits floor, the posterior
-  ignoring the frame and the decoder drawing the mean frame. The slow part is the encoder ->
-  posterior path learning to carry information. Here the posterior logits are the shared
-  CategoricalVAE's encoder logits plus a correction read from h_t that starts at zero:
-      log q(z_t | h_t, o_t) = unimix(W e_t + U h_t),  U = 0 at initialisation.
-  At step 0 the RSSM's observation model is exactly the Transformer's (which never plateaus),
-  and it can still learn to use its history. This changes the RSSM alone; the budget is shared.
-
-* The decoder reads z_t only, exactly like the Transformer model's, so the observation models
-  are the same shape and the reconstruction ceilings and latent-hold baselines compare the
-  backbones, not two decoders.
+"""RSSM world model: the P03 baseline whose GRU the Transformer replaces (same index convention):
+    deterministic path   h_{t+1} = GRU(h_t, [z_t, a_t])            (h_0 = 0)
+    prior                p(z_{t+1} | h_{t+1})                      used in imagination
+    posterior            log q(z_t | h_t, o_t) = unimix(W e_t + U h_t),  U = 0 at initialisation
+Reward r_t and continuation c_t are read from h_{t+1}. The residual posterior (U = 0 at first)
+avoids the posterior-collapse plateau of an MLP posterior (README); the decoder reads z_t only,
+like the Transformer model's, so the observation models have the same shape.
 """
 
 from __future__ import annotations
@@ -36,8 +19,7 @@ from .world_model import WorldModel
 
 
 class RSSMWorldModel(WorldModel):
-    kind = "rssm"
-    rebuild_command = "python -m wmhelpers train-rssm"
+    kind, rebuild_command = "rssm", "python -m wmhelpers train-rssm"  # the checkpoint kind; how to remake one
 
     @classmethod
     def config_from(cls, cfg, num_actions: int) -> dict:

@@ -1,25 +1,12 @@
 """Transformer world model (notebook Section 2), in the style of STORM.
 
-Sequence: the tokens of a window interleave latents and actions,
-    z_0, a_0, z_1, a_1, ..., z_{T-1}, a_{T-1}        (2T tokens, token position p = 2t or 2t+1)
-and a causal Transformer reads them. The hidden state at the action token a_t has seen
-z_0..z_t and a_0..a_t, exactly what the RSSM's h_{t+1} has seen, so three heads read it:
-    next-latent logits  p(z_{t+1} | z_<=t, a_<=t)     32 x 32 categorical (the "next token")
-    reward              r_t (squared error)
-    continuation        c_t = 1 - terminated_t (Bernoulli logit)
-
-Positions: rotary embeddings (RoPE) on queries and keys, plus a sliding attention window of
-`window` tokens. The experiment sets window = 2 x seq_len tokens, i.e. exactly the length of
-one training sequence (seq_len steps of two tokens each): 32 tokens for 16-step windows.
-RoPE makes attention depend only on the distance between two tokens; the window caps that
-distance below what training showed (0..31). So a rollout longer than the training sequences
-(context 8 + horizon 10 = 36 tokens, trained on 32) never meets a distance it has not learnt.
-
-Imagination uses a true key/value cache: each imagined step feeds only its two new tokens
-(z_t, a_t) and attends to the cached keys and values of every layer. The cache is a set of
-static-shape ring buffers written in place (`KVCache`), so one step has the same shapes at
-every horizon and asks the host for nothing: on a CUDA GPU, `WorldModel.imagine` can capture it
-once as a CUDA graph and replay it (`cuda_graphs.py`).
+Tokens interleave latents and actions, z_0, a_0, z_1, a_1, ..., z_{T-1}, a_{T-1}, and a causal
+Transformer with RoPE and a sliding window of `window` (= 2 x seq_len) tokens reads them. The
+hidden state at a_t has seen z_<=t, a_<=t (what the RSSM's h_{t+1} has seen); three heads read it:
+    next-latent logits  p(z_{t+1} | z_<=t, a_<=t)   32 x 32 categorical
+    reward r_t (squared error), continuation c_t = 1 - terminated_t (Bernoulli logit)
+Imagination feeds each step's two new tokens against a static-shape ring-buffer KV cache
+(`KVCache`), so a step has the same shapes at every horizon (CUDA-graph capturable).
 """
 
 from __future__ import annotations
@@ -36,14 +23,10 @@ from .nets import mlp
 from .world_model import WorldModel
 
 
-# ----------------------------------------------------------------------------------------------
-# Rotary position embedding
-# ----------------------------------------------------------------------------------------------
+# ---- Rotary position embedding -----------------------------------------------------------------
 def rope_angles(pos: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the RoPE angles theta_{p,i} = p * 10000^(-2i/dim), i < dim/2: each [L, dim/2].
-
-    Computed once per forward pass and shared by the queries and keys of every layer (they all
-    sit at the same positions)."""
+    """cos and sin of the RoPE angles theta_{p,i} = p * 10000^(-2i/dim), i < dim/2: each [L, dim/2]
+    (once per pass, shared by every layer's queries and keys)."""
     half = dim // 2
     freqs = torch.pow(10000.0, -torch.arange(half, device=pos.device, dtype=torch.float32) / half)
     angle = pos.to(torch.float32)[:, None] * freqs[None, :]
@@ -58,24 +41,11 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
-# ----------------------------------------------------------------------------------------------
-# The key/value cache of imagination
-# ----------------------------------------------------------------------------------------------
+# ---- The key/value cache of imagination --------------------------------------------------------
 class KVCache:
-    """Keys and values of every layer in static-shape ring buffers, written in place.
-
-    An imagined step feeds two tokens at positions p, p+1. With the sliding window they read
-    keys p-window+1 .. p+1 between them: window + 1 slots are enough, and position p lives in
-    slot p mod (window + 1), overwriting a token that no query can read any more. Because the
-    shapes never change, a whole step can be captured once (CUDA graph) and replayed.
-
-        keys, values  one [B, heads, slots, head_dim] tensor per layer (keys already rotated)
-        pos           [slots] int64: the position of each slot's token (EMPTY: no token yet)
-        next_pos      [] int64 on the device: the position of the next token. A tensor, not a
-                      Python int, so that stepping never asks the host for anything.
-    Attention is a sum over keys, so their order in the ring does not matter; the mask built
-    from `pos` decides which are read.
-    """
+    """Keys and values of every layer in static-shape ring buffers of window + 1 slots, written in place:
+    position p lives in slot p mod (window + 1), and `pos` [slots] (EMPTY: no token yet) builds the
+    mask. `next_pos` is a device tensor, so stepping never asks the host for anything."""
 
     def __init__(self, keys: list, values: list, pos: torch.Tensor, next_pos: torch.Tensor):
         self.keys, self.values, self.pos, self.next_pos = keys, values, pos, next_pos
@@ -107,9 +77,7 @@ class KVCache:
         return self
 
 
-# ----------------------------------------------------------------------------------------------
-# The Transformer
-# ----------------------------------------------------------------------------------------------
+# ---- The Transformer ---------------------------------------------------------------------------
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float, window: int):
         super().__init__()
@@ -129,10 +97,8 @@ class CausalSelfAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(B, L, H * d))
 
     def forward(self, x, rope, mask=None):
-        """softmax(q k^T / sqrt(d) + mask) v over a whole sequence, via F.scaled_dot_product_attention.
-
-        mask None: plain causal (the sequence fits in the window); else the boolean sliding-window
-        mask. Returns (y, (k, v)): the keys and values are what `prefill` caches."""
+        """softmax(q k^T / sqrt(d) + mask) v over a whole sequence (mask None: plain causal) -> (y, (k, v)),
+        the keys and values `prefill` caches."""
         q, k, v = self.project(x, rope)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=p)
@@ -249,10 +215,8 @@ class TransformerDynamics(nn.Module):
         return cache
 
     def step(self, cache: KVCache, z: torch.Tensor, action: torch.Tensor) -> dict:
-        """Feed only the two new tokens (z_t, a_t) at cache.next_pos, attending to the cache.
-
-        z [B, D], action [B] -> the heads read at a_t. Writes the two tokens into `cache` and
-        advances it, in place, without a single host sync (capturable as a CUDA graph)."""
+        """Feed only the two new tokens (z_t [B, D], a_t [B]) at cache.next_pos, attending to the cache,
+        which they are written into in place (no host sync: capturable) -> the heads read at a_t."""
         x = self.tokens(z[:, None], action[:, None])
         q_pos = cache.next_pos + torch.arange(2, device=x.device)
         slot = q_pos % cache.slots
@@ -273,14 +237,11 @@ class TransformerDynamics(nn.Module):
         return torch.stack(maps)
 
 
-# ----------------------------------------------------------------------------------------------
-# The world model
-# ----------------------------------------------------------------------------------------------
+# ---- The world model ---------------------------------------------------------------------------
 class TransformerWorldModel(WorldModel):
     """CategoricalVAE + TransformerDynamics. Posterior q(z_t | o_t) is the encoder alone (STORM)."""
 
-    kind = "transformer"
-    rebuild_command = "re-run the notebook (Section 3 trains and saves it)"
+    kind, rebuild_command = "transformer", "re-run the notebook (Section 3 trains and saves it)"
 
     @classmethod
     def config_from(cls, cfg, num_actions: int) -> dict:
@@ -305,10 +266,8 @@ class TransformerWorldModel(WorldModel):
 
     @torch.no_grad()
     def observe(self, obs: torch.Tensor, actions: torch.Tensor) -> dict:
-        """Context obs [B, C, 3, 64, 64] and the C-1 actions between them -> state.
-
-        The cache holds z_0, a_0, ..., z_{C-2}, a_{C-2}; z_{C-1} waits for its action, which is
-        the first action given to `imagine`."""
+        """Context obs [B, C, 3, 64, 64] and the C-1 actions between them -> state: the cache holds
+        z_0, a_0, ..., z_{C-2}, a_{C-2}; z_{C-1} waits for the first action given to `imagine`."""
         latents = self.encode(obs)
         B, C = latents.shape[:2]
         if actions.shape[1] != C - 1:

@@ -1,11 +1,7 @@
-"""CategoricalVAE (notebook Section 1): frame -> 32x32 categorical logits -> one token -> frame.
-
+"""CategoricalVAE (notebook Section 1), the observation model of BOTH world models:
     encoder  l = W * ConvEncoder(o)                     logits [..., 32, 32], unimix applied
     token    z = straight_through_sample(l)             1024-dim, 32 ones; gradient flows to l
     decoder  o_hat = ConvDecoder(z)                     reconstruction loss sum_pixels (o_hat - o)^2
-
-It is the observation model of BOTH world models: the Transformer world model and the RSSM each
-hold one, so the encoder, the token and the decoder are the same in the comparison.
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
-"""What the two world models share: the observation model, the loss, and one small interface.
+"""What the two world models share: the observation model, the loss, the imagination loop.
 
-Both `TransformerWorldModel` and `RSSMWorldModel` subclass `WorldModel`. A subclass supplies
-only its dynamics backbone through four methods:
-
-    teacher_forced(obs, action, sample)  posterior logits, latents and the one-step predictions
-                                          (next-latent logits, reward, continuation) along a real window
-    observe(obs, actions)                 a state summarising a real context
-    imagine_step(state, action)           one imagined step: advance the state by an action, read the heads
-    next_token_logits(latents, actions)   the dynamics alone on given latents (Section 6)
-
-Everything else (the loss, the one imagination loop, decoding, the neutral one-step prediction,
-the config) is written once here, which is how the code guarantees that only the backbone differs.
-
-The loss (DreamerV3 / STORM weights):
+A subclass supplies its backbone through teacher_forced, observe, imagine_step and
+next_token_logits. The loss (DreamerV3 / STORM weights):
     L = recon + reward + cont + 0.5 * max(1, KL(sg(q_{t+1}) || p_{t+1}))
                               + 0.1 * max(1, KL(q_{t+1} || sg(p_{t+1})))
-where q_{t+1} is the posterior of frame t+1 and p_{t+1} the backbone's prediction of it
-made at step t (the "token-prediction loss" for the Transformer, the prior for the RSSM).
+with q_{t+1} the posterior of frame t+1 and p_{t+1} the backbone's prediction of it made at step t.
 """
 
 from __future__ import annotations
@@ -33,9 +21,8 @@ IMAGINED = ("latent", "reward", "cont", "next_logits")  # what imagination retur
 
 
 class WorldModel(nn.Module):
-    """A world model is built from its config: a plain dict (what a checkpoint stores as
-    `model_config`). `config_from` is the one place a class says which numbers of the
-    ExperimentConfig it takes, under which names; a subclass adds its backbone's."""
+    """A world model built from its config, a plain dict (a checkpoint's `model_config`) that
+    `config_from` makes from an ExperimentConfig; a subclass adds its backbone's numbers."""
 
     kind = "abstract"
     # how to rebuild a checkpoint of this kind (named in checkpoint mismatch errors)
@@ -88,23 +75,18 @@ class WorldModel(nn.Module):
         raise NotImplementedError
 
     def next_token_logits(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The dynamics alone, teacher-forced on given latents [B, T, D] and actions [B, T]: the
-        logits [B, T, V, K] of z_{t+1} read after a_t, from z_<=t and a_<=t (no encoder, no decoder).
-        The memory experiment trains both backbones through this on tokens of one frozen VAE."""
+        """The dynamics alone on given latents [B, T, D] and actions [B, T]: logits [B, T, V, K] of
+        z_{t+1} read after a_t (no encoder, no decoder; Section 6 trains the backbones through it)."""
         raise NotImplementedError
 
     # ---- shared -----------------------------------------------------------------------------------
     @torch.no_grad()
     def imagine(self, state: dict, actions: torch.Tensor, sample: bool = False,
                 generator: torch.Generator | None = None) -> dict:
-        """Open loop from `state` with the given actions a_k [B, H]: at step k the backbone reads
-        (z_k, a_k) and predicts p(z_{k+1}); z_{k+1} is its mode (or a sample from `generator`) and
-        is fed back. No real frame is seen after `observe`.
-
-        Returns latent [B, H, D], reward and cont [B, H], next_logits [B, H, V, K], and "state": the
-        state after the last action, to continue from. The given state is left as it was, so one
-        state can be imagined from many times. With mode latents on a CUDA GPU each step is a replay
-        of one captured CUDA graph (`cuda_graphs.IMAGINATION_GRAPHS`): the same results, faster."""
+        """Open loop from `state` with actions a_k [B, H]: the backbone reads (z_k, a_k), predicts
+        p(z_{k+1}), and its mode (or a sample from `generator`) is fed back. Returns latent [B, H, D],
+        reward and cont [B, H], next_logits [B, H, V, K] and the "state" after the last action; the
+        given state is left as it was. Mode latents on CUDA replay a captured graph."""
         step = lambda s, a: self._imagine_one(s, a, sample, generator)  # noqa: E731
         graphs = cuda_graphs.IMAGINATION_GRAPHS
         if not sample and not self.training and graphs.usable(self.device):
@@ -123,17 +105,11 @@ class WorldModel(nn.Module):
 
     def loss_terms(self, batch: dict, generator: torch.Generator | None = None,
                    sample: bool = True) -> tuple[torch.Tensor, dict]:
-        """Total loss on a batch from EpisodeDataset.sample, and each term as a detached 0-dim tensor
-        on the model's device:
-
+        """Total loss on a batch and each term as a detached 0-dim device tensor (nothing read back: the
+        step stays capturable):
             L = L_recon + L_reward + L_cont + kl_dyn_scale * L_dyn + kl_rep_scale * L_rep
-
-        No value is read back to the host here, so on a GPU the CPU can queue the next step while
-        this one runs (and the training step can be captured as a CUDA graph); the training loop
-        reads the terms only when it logs. Latents are sampled from `generator` (on the model's
-        device) when given, else from the global RNG: validation passes its own generator so it
-        never moves the training streams. sample=False takes the mode latents instead: a step with
-        no randomness (with dropout off), which the MPS self-check runs on two devices to compare."""
+        Latents are sampled from `generator` (validation's own) or the global RNG; sample=False
+        takes the modes."""
         obs = batch["obs"].to(self.device)
         action = batch["action"].to(self.device)
         out = self.teacher_forced(obs, action, sample=sample, generator=generator)

@@ -1,21 +1,9 @@
 """Rollouts you can watch: an animated GIF of named frame sequences side by side.
 
-    gif = wm.animate.rollout_gif({"truth": obs[0], "RSSM": rssm_frames, "Transformer": tf_frames},
-                                 context=cfg.context)
-    wm.animate.gif_output(gif)          # last line of a cell: plays in Jupyter, GitHub, nbviewer
+    wm.animate.gif_output(wm.animate.rollout_gif({"truth": obs, "RSSM": frames}, context=cfg.context))
 
-Each GIF frame shows every panel at the same time step, upscaled with nearest-neighbour (so
-pixels stay pixels), under a bar that says whether the step is a real context frame or an
-imagined one. The GIF is written with PIL on ONE shared palette without dithering: Atari frames
-hold few colours, and a shared, undithered palette keeps successive frames identical where
-nothing moves, which is what GIF's frame-difference encoding compresses.
-
-Why `gif_output` labels the data image/png: nbconvert (which nbviewer runs) has no image/gif in
-its display priority, so an image/gif output falls back to its text there (jupyter/nbconvert
-PR #2271, adding it, is still open); every notebook renderer (JupyterLab, Colab, VS Code,
-GitHub, nbviewer) shows image/png as `<img src="data:image/png;base64,...">`, and browsers
-pick the decoder from the image bytes, not the label, so the GIF plays. The same trick is the
-one IPython's own maintainers used for GIFs (ipython/ipython#10045).
+One shared undithered palette keeps unchanged pixels identical between frames (small GIFs).
+`gif_output` labels the GIF image/png: nbconvert has no image/gif, and browsers decode by content.
 """
 
 from __future__ import annotations
@@ -24,7 +12,7 @@ import base64
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageSequence
 
 from ..data import to_uint8_frames
 
@@ -39,10 +27,7 @@ IMAGINED_BAR = (255, 190, 120)  # orange bar: the models imagine this frame from
 
 def font(size: int):
     """PIL's default font at `size` px (shared with the play panel)."""
-    try:
-        return ImageFont.load_default(size=size)  # scalable (FreeType); a fixed bitmap font otherwise
-    except (TypeError, OSError, ImportError):  # pragma: no cover
-        return ImageFont.load_default()
+    return ImageFont.load_default(size=size)
 
 
 def _full_sequences(panels: dict, context: int) -> tuple[dict, int]:
@@ -110,17 +95,9 @@ def _encode(images: list[Image.Image], colors: int, durations: list[int]) -> byt
 
 def rollout_gif(panels: dict, context: int, scale: int = 3, frame_ms: int = 250, end_pause_ms: int = 1500,
                 max_bytes: int = MAX_GIF_BYTES, colors: int = 128) -> bytes:
-    """Animated GIF bytes of named frame sequences side by side (e.g. truth | RSSM | Transformer).
-
-    panels:  {name: frames [T, 3, H, W] in [0, 1]}, in display order. The first has all
-             T = context + horizon frames (the truth); the others may hold only the `horizon`
-             imagined frames, and are then led by the first panel's context frames.
-    scale:   nearest-neighbour upscaling; each panel must come out >= 192 px (3 for 64 px frames).
-    Timing:  `frame_ms` per step; the last step is held `end_pause_ms` before the loop restarts.
-    Size:    at most `max_bytes`: if the GIF is larger, it is re-encoded with fewer colours
-             (128 -> 64 -> 32 -> 16); if it still does not fit, ValueError says so.
-    The GIF has exactly T frames (one per time step).
-    """
+    """Animated GIF bytes of panels {name: frames [T, 3, H, W]} side by side, one GIF frame per step
+    (panels after the first may hold only the imagined frames: the first's context leads them).
+    Re-encoded with fewer colours until it fits `max_bytes`, else a ValueError."""
     first = next(iter(panels.values()))
     if min(first.shape[-2:]) * scale < MIN_PANEL_PX:
         raise ValueError(f"scale {scale} makes {tuple(first.shape[-2:])} panels smaller than {MIN_PANEL_PX} px")
@@ -139,12 +116,8 @@ def rollout_gif(panels: dict, context: int, scale: int = 3, frame_ms: int = 250,
 def gif_info(data: bytes) -> dict:
     """{"frames", "width", "height", "bytes", "durations_ms"} of GIF bytes (what the tests check)."""
     im = Image.open(io.BytesIO(data))
-    durations = []
-    for k in range(im.n_frames):
-        im.seek(k)
-        durations.append(im.info.get("duration", 0))
     return {"frames": im.n_frames, "width": im.width, "height": im.height, "bytes": len(data),
-            "durations_ms": durations}
+            "durations_ms": [frame.info.get("duration", 0) for frame in ImageSequence.Iterator(im)]}
 
 
 class GifOutput:

@@ -1,25 +1,10 @@
 """One token per frame, made concrete: why the token is 32 indices, not one.
 
-The spec says "each frame maps to a single token index". Read literally, that is ONE categorical
-variable: with 32 classes the whole frame becomes one of 32 indices, log2(32) = 5 bits, so the
-decoder can draw at most 32 different pictures. Two boxers, each anywhere in the ring, need far
-more than 32 pictures. The latent this project (and STORM, DreamerV3) uses is 32 categorical
-variables of 32 classes: 32 indices, 32 x 5 = 160 bits, one TOKEN per frame that the
-Transformer reads as a single position of its sequence. Both readings say "one token"; only the
-second can draw the frame.
-
-`one_token_demo` measures it: it trains two small CategoricalVAEs for the same number of steps
-(and at most the same seconds) on the same frames, 1 x 32 and 32 x 32, then scores their
-reconstructions of held-out frames, over the whole frame and over the "boxer pixels" (those
-that differ from the mean frame). Two choices make a 30-second run say something:
-- a smaller conv stack (8-16-32-64) than the world model's, the same for both shapes;
-- frames centred on the mean training frame (ordinary input normalisation): the ring, which
-  never moves, is then free, and all of the loss, hence all of the gradient, is on the boxers.
-  Without it both VAEs spend the whole budget learning the ring and stay collapsed on one code.
-A short run can leave the 1 x 32 VAE short of what one index could do at best, so the demo also
-computes that best directly: a 1 x 32 token names one of 32 pictures, and the 32 pictures with
-the least squared error on the training frames are the 32 k-means centroids of those frames
-(`best_one_index_pictures`). If even they cannot draw the boxers, no training would.
+One categorical of 32 classes is 5 bits: the decoder can draw at most 32 pictures. 32 categoricals
+of 32 classes (this project's, STORM's, DreamerV3's token) are 160 bits. `one_token_demo` trains a
+1 x 32 and a 32 x 32 CategoricalVAE on the same mean-centred frames and scores their
+reconstructions (whole frame and boxer pixels); `best_one_index_pictures` gives what one index
+could do at best: the 32 k-means centroids of the training frames.
 """
 
 from __future__ import annotations
@@ -49,11 +34,8 @@ def sample_frames(dataset, n: int, seed: int = 0) -> torch.Tensor:
 def train_vae(frames: torch.Tensor, latent_vars: int, latent_classes: int, steps: int = 800,
               max_seconds: float = 14.0, batch: int = 16, lr: float = 3e-3, seed: int = 0,
               conv_widths=(8, 16, 32, 64)):
-    """A CategoricalVAE trained on `frames` (already centred: see the module docstring) for
-    `steps` Adam steps or `max_seconds` of wall clock, whichever comes first (at least one step).
-
-    Returns (vae in eval mode, {"steps", "seconds", "final_loss"}). The same seed, batch order,
-    optimizer and budget for every latent shape, so only the latent differs."""
+    """A CategoricalVAE trained on the (centred) frames for `steps` Adam steps or `max_seconds`,
+    whichever comes first -> (vae in eval mode, {"steps", "seconds", "final_loss"})."""
     torch.manual_seed(seed)
     vae = CategoricalVAE(conv_widths, latent_vars, latent_classes, unimix=0.01, frame_size=frames.shape[-1])
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
@@ -101,21 +83,11 @@ def nearest_picture(frames: torch.Tensor, pictures: torch.Tensor) -> torch.Tenso
 def one_token_demo(train_frames: torch.Tensor, test_frames: torch.Tensor, seconds: float = 24.0,
                    steps: int = 800, shapes: dict | None = None, foreground_threshold: float = 0.1,
                    **train_kwargs) -> dict:
-    """Train one CategoricalVAE per latent shape (`steps` steps each, all within `seconds` of wall
-    clock for the whole demo) and score their mode reconstructions of `test_frames` (held out).
-    About 1,000 training frames are plenty (the k-means below costs time per frame). Returns
-
-    {"frames": test_frames, "mean_frame": [3, 64, 64], "seconds": total,
-     "mean_frame_psnr" / "mean_frame_boxer_psnr": the same scores for drawing the mean frame,
-     "models": {name: {"vars", "classes", "bits": vars * log2(classes), "recon": [M, 3, 64, 64],
-                       "mse": per-pixel MSE, "psnr": mean dB over frames, "boxer_psnr": mean dB
-                       over the pixels that differ from the mean frame by > foreground_threshold,
-                       "codes_used": distinct tokens emitted on the test frames (1 x 32 can
-                       never exceed 32), "steps", "seconds", "final_loss"}}}
-    The model BEST_ONE_INDEX is each test frame drawn as the nearest of the 32 k-means pictures
-    (`best_one_index_pictures`), the most any one-index token could show. `add_trained` adds VAEs
-    trained elsewhere to the result.
-    """
+    """Train one CategoricalVAE per latent shape (`steps` each, `seconds` in all) and score their mode
+    reconstructions of the held-out `test_frames`. Returns {"frames", "mean_frame", "seconds",
+    "mean_frame_psnr", "mean_frame_boxer_psnr", "models": {name: {"vars", "classes", "bits", "recon",
+    "mse", "psnr", "boxer_psnr", "codes_used", "steps", "seconds", "final_loss"}}}, with
+    BEST_ONE_INDEX: each frame drawn as the nearest of the 32 k-means pictures."""
     start = time.perf_counter()
     shapes = SHAPES if shapes is None else shapes
     mean = train_frames.mean(0)
@@ -174,19 +146,15 @@ def add_trained(result: dict, trained: dict) -> dict:
     return dict(result, models=models)
 
 
-def _row_order(item) -> tuple:
-    """Fewest bits first; within equal bits the VAE trained here before the reference beside it."""
-    name, m = item
-    return m["bits"], "steps" not in m
-
-
 def plot_one_token_demo(result: dict, n: int = 6) -> Figure:
     """Rows: held-out true frames, then each reconstruction (fewest bits first), labelled with its
     bits, whole-frame PSNR and boxer-pixel PSNR; columns: n frames."""
     frames = result["frames"][:n]
+    # fewest bits first; within equal bits the VAE trained here before the reference beside it
+    order = sorted(result["models"].items(), key=lambda item: (item[1]["bits"], "steps" not in item[1]))
     rows = [("true frames", frames)] + [
         (f"{textwrap.fill(name, 22)}\n{m['bits']:.0f} bits: {m['psnr']:.1f} dB\nboxers: {m['boxer_psnr']:.1f} dB",
-         m["recon"][:n]) for name, m in sorted(result["models"].items(), key=_row_order)]
+         m["recon"][:n]) for name, m in order]
     fig = Figure(figsize=(1.45 * len(frames) + 2.0, 1.5 * len(rows) + 0.5), layout="constrained")
     axes = fig.subplots(len(rows), len(frames), squeeze=False)
     for r, (label, x) in enumerate(rows):

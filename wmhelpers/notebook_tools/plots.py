@@ -1,9 +1,5 @@
-"""Every figure the notebook shows. Each function returns the matplotlib Figure; no backend is forced.
-
-Figures are sized for a 1000 px page (10 inches at the default 100 dpi) with labels of at least
-8 pt, legends outside the data, and every axis named with its unit. The few numbers a figure
-poses a question about are returned by a sibling function (`loss_trend`,
-`attention_on_newest_latent`), so the notebook answers it in code rather than by eye.
+"""Every figure the notebook shows, as a matplotlib Figure sized for a 1000 px page (10 in); the
+numbers a figure asks about come from a sibling function (`loss_trend`, `attention_on_newest_latent`).
 """
 
 from __future__ import annotations
@@ -97,12 +93,8 @@ LOSS_AXES = {
 
 def training_curves(histories: dict, terms=("dyn_loss", "reward_loss", "recon_loss"),
                     reward_constant: float | None = None) -> Figure:
-    """Training (solid) and validation (dashed) curves of the named loss terms vs gradient step.
-
-    terms: names from LOSS_AXES (or (name, title) pairs). reward_constant: the reward loss of a
-    constant predictor that says 0 at every step (the mean squared reward of the validation
-    windows); drawn as a grey reference line, since a reward head is only useful below it.
-    """
+    """Training (solid) and validation (dashed) curves of the LOSS_AXES terms vs gradient step;
+    reward_constant: the reward loss of predicting 0 every step, drawn as a reference line."""
     terms = [(t, None) if isinstance(t, str) else tuple(t)[:2] for t in terms]
     fig, axes = _figure(min(10.0, 3.4 * len(terms)), 3.4, ncols=len(terms))  # 10 in: a 1000 px page
     for ax, (term, title) in zip(axes[0], terms):
@@ -128,11 +120,7 @@ def training_curves(histories: dict, terms=("dyn_loss", "reward_loss", "recon_lo
 
 
 def loss_trend(history: dict, terms=("dyn_loss", "kl", "recon_loss", "reward_loss"), split: str = "val") -> dict:
-    """{term: {"first", "last", "min", "max", "step_of_min", "step_of_max"}} of one history's curves.
-
-    For the sentence under the training curves: the token-prediction loss RISES while the
-    reconstruction loss falls, because the encoder learns to put more of each frame into its
-    token (the KL grows with it): the target gets richer, so it gets harder to predict."""
+    """{term: {"first", "last", "min", "max", "step_of_min", "step_of_max"}} of one history's curves."""
     curves = history[split]
     steps = history["step"] if split == "val" else history["step"][1:]
     out = {}
@@ -146,9 +134,8 @@ def loss_trend(history: dict, terms=("dyn_loss", "kl", "recon_loss", "reward_los
 
 
 def kl_curve(histories: dict, free_bits: float = 1.0, title: str | None = None) -> Figure:
-    """Raw KL(posterior || prediction) per step in nats, with the free-bits floor: a curve that
-    stays at or under the floor means posterior collapse (the latent carries no information).
-    title: what the run shows (write it from the numbers); None names the plot only."""
+    """Raw KL(posterior || prediction) per step in nats, with the free-bits floor (a curve at or under
+    it: posterior collapse)."""
     fig, axes = _figure(6.0, 3.4)
     ax = axes[0, 0]
     for name, h in histories.items():
@@ -194,18 +181,8 @@ def _band(ax, x, curve, color, label, ls="-", marker=None, alpha=0.15, lw=1.5):
 
 
 def psnr_vs_horizon(results: dict, metrics=("whole", "changed"), seeds: dict | None = None) -> Figure:
-    """PSNR per imagined step, both models on the same axes; see `psnr_caption` for the key.
-
-    Per model: the mode rollout (bold, markers at h = 1, 3, 5, 10, band: 95 % CI over windows),
-    the mean of sampled rollouts (thin), latent-hold (dashed) and the reconstruction ceiling
-    (dotted, per horizon: it is the decoder on the true frame at that step). Model-free
-    baselines in grey. The legend sits under the panels.
-
-    seeds: optional spread over training seeds, per model and metric:
-        {"RSSM": {"whole": {"mean": [H], "ci": [H], "n": seeds}, "changed": {...}}, "Transformer": {...}}
-    where "ci" is the half-width of a 95 % t-interval of the mean over seeds; drawn as error bars
-    (squares), nudged left/right of each step so the two models' bars do not overlap.
-    """
+    """PSNR per imagined step, both models on the same axes (key: `psnr_caption`); `seeds`
+    {name: {metric: {"mean", "ci", "n"}}} adds error bars over training seeds."""
     titles = {"whole": "whole-frame PSNR", "changed": "changed-pixel PSNR (where things move)"}
     fig, axes = _figure(min(10.0, 5.0 * len(metrics)), 4.4, ncols=len(metrics))
     x = np.asarray(results["horizons"])
@@ -248,12 +225,8 @@ def psnr_caption(seeds: dict | None = None) -> str:
 
 def gap_vs_horizon(runs: dict, a: str = "RSSM", b: str = "Transformer", this_seed=None,
                    metrics=("whole", "changed")) -> Figure:
-    """The gap the verdict is about, b - a (default Transformer - RSSM) of the mode-rollout PSNR per
-    imagined step, one panel per metric (whole frame, changed pixels). Each training seed is a faint
-    line (this_seed, when given, dashed and named); the mean over seeds is bold, with error bars and
-    a band for its 95 % t-interval over seeds; the zero line is "no difference". The y-axis is in dB
-    and zoomed to the differences (always including 0), so gaps of 0.1-0.3 dB are visible; above 0:
-    b imagines better. The numbers: evaluation.gaps.gap_data(runs, a, b)."""
+    """b - a mode-rollout PSNR per imagined step (evaluation.gaps.gap_data), one panel per metric:
+    each seed faint (this_seed dashed), the mean bold with its 95 % t-interval, zoomed to include 0."""
     from ..evaluation.gaps import METRIC_WORDS, gap_data
 
     data = gap_data(runs, a, b, metrics=metrics)
@@ -407,14 +380,8 @@ def spread_steps(horizon: int) -> list[int]:
 
 def filmstrip_errors(truth: torch.Tensor, predictions: dict, context: int, steps=None,
                      show_context: int = 1) -> Figure:
-    """A still filmstrip readable at 1000 px: the true frames, then per model a row of its
-    imagined frames and, under it, a row of per-pixel error maps |prediction - truth| (mean over
-    RGB, one colour scale for every map, so brighter is worse everywhere).
-
-    truth [C+H, 3, 64, 64]; predictions {name: [H, 3, 64, 64]} (imagined steps 1..H);
-    steps: which imagined steps get a column (default `spread_steps(H)`); show_context: how many
-    of the last real context frames lead the strip (error maps are blank there: nothing imagined).
-    """
+    """The true frames, then per model a row of imagined frames over a row of error maps
+    |prediction - truth| (one colour scale for all). truth [C+H, 3, 64, 64]; predictions {name: [H, ...]}."""
     H = truth.shape[0] - context
     steps = list(steps) if steps is not None else spread_steps(H)
     cols = [("ctx", context - show_context + i) for i in range(show_context)] + [("img", h) for h in steps]
@@ -480,9 +447,8 @@ def _newest_query_attention(maps: torch.Tensor) -> np.ndarray:
 
 
 def attention_on_newest_latent(maps: torch.Tensor) -> list[float]:
-    """Per layer, the share of the newest action token's attention (mean over heads) that goes to
-    the newest latent z_t, the token just before it: near 1 means that layer mostly reads the
-    current frame; the rest is spread over the history."""
+    """Per layer, the share of the newest action token's attention (mean over heads) on the newest
+    latent z_t, the token just before it (near 1: that layer mostly reads the current frame)."""
     return [float(v) for v in _newest_query_attention(maps)[:, -2]]
 
 

@@ -1,16 +1,5 @@
-"""Put the package's own code on the notebook page.
-
-The notebook teaches mechanisms (the straight-through sample, the z/a token interleaving, the
-causal mask, the KV-cached step) that live in `wmhelpers/`, where they are tested. Rather than
-copy them into cells, where the copy could drift from what actually runs, `show_source` renders
-the function itself:
-
-    wm.show_source(wm.latent.straight_through_sample)
-    wm.show_source(wm.TransformerDynamics.step)
-
-In Jupyter the result displays as a Markdown ```python block: highlighted live, and stored in
-the saved notebook as a `text/markdown` output, which GitHub and nbviewer render with
-highlighting too. Anywhere else (a terminal, print()) it is the plain source text.
+"""`show_source`: put the package's own (tested) code on the notebook page, as a Markdown ```python
+block in Jupyter (saved as text/markdown, highlighted on GitHub) and plain text elsewhere.
 """
 
 from __future__ import annotations
@@ -22,21 +11,13 @@ from pathlib import Path
 
 
 class SourceCode:
-    """Source text of one function with where it lives; displays as highlighted code.
-
-    `text` is the (dedented) code, `where` a `path:line` header such as
-    `wmhelpers/latent.py:33`; the header is shown as the first comment line of the block so a
-    student can find the function in the package.
-    """
+    """Source text of one function, headed by its `path:line`; displays as highlighted code."""
 
     def __init__(self, text: str, where: str, name: str):
         self.text, self.where, self.name = text, where, name
 
-    def header(self) -> str:
-        return f"# {self.where}  ({self.name})"
-
     def __str__(self) -> str:
-        return f"{self.header()}\n{self.text}"
+        return f"# {self.where}  ({self.name})\n{self.text}"
 
     # IPython shows __repr__ as the text/plain fallback: the code itself, never an object address
     __repr__ = __str__
@@ -48,13 +29,7 @@ class SourceCode:
         return f"{fence}python\n{self}\n{fence}"
 
 
-def _package_relative(path: str) -> str:
-    """`/abs/.../wmhelpers/latent.py` -> `wmhelpers/latent.py` (the path a student sees in the repo)."""
-    p = Path(path)
-    parts = p.parts
-    if "wmhelpers" in parts:
-        return "/".join(parts[len(parts) - 1 - parts[::-1].index("wmhelpers"):])
-    return p.name
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding wmhelpers/: paths as a student sees them
 
 
 def show_source(obj) -> SourceCode:
@@ -64,5 +39,5 @@ def show_source(obj) -> SourceCode:
     obj = inspect.unwrap(obj)
     src_lines, start = inspect.getsourcelines(obj)
     code = textwrap.dedent("".join(src_lines)).rstrip("\n")
-    where = f"{_package_relative(inspect.getsourcefile(obj) or '?')}:{start}"
+    where = f"{Path(inspect.getsourcefile(obj)).resolve().relative_to(ROOT).as_posix()}:{start}"
     return SourceCode(code, where, getattr(obj, "__qualname__", repr(obj)))

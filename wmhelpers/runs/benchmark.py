@@ -1,19 +1,7 @@
-"""Speed measurements, all in one run on one device (ratios from the same run are what to trust
-on a shared, noisy machine; never assert a time in a unit test).
-
-    training step time of each world model at the experiment's batch and sequence length
-    imagination throughput: the Transformer with its KV cache vs full recompute (`kv_cache_speed`,
-        also the notebook's), and the RSSM (`observe`, which encodes the context and fills the
-        cache, is timed apart: it runs once per rollout whatever the horizon)
-    attention-cost sweep: dynamics-only training step vs sequence length, Transformer vs GRU
-
-Every result names its device (`device.device_name`): a time means nothing without it.
-
-It also supplies the evidence for a decision device.py makes but cannot measure itself (a leaf
-module: it cannot build a model): `mps_self_check` compares a training step and an imagination
-step on MPS with the CPU's; it is registered with device.py when this module is imported (the
-package's __init__ imports it). The fp32 and bf16 step times are reported side by side, as
-information: precision is chosen by the experiment, never by speed (device.BF16_FINDING).
+"""Speed, all in one run on one device (ratios from one run are what to trust on a noisy machine):
+training step time, imagination throughput (`kv_cache_speed`: KV cache vs recompute, and the RSSM),
+and the attention-cost sweep. Every result names its device. `mps_self_check`, registered with
+device.py on import, compares a training and an imagination step on MPS with the CPU's.
 """
 
 from __future__ import annotations
@@ -26,7 +14,7 @@ import torch
 
 from ..config import ExperimentConfig
 from ..cuda_graphs import imagination_backend
-from ..data import cache_paths, load_or_collect
+from ..data import load_or_collect
 from ..device import device_name, median_ms, resolve_amp_dtype, seconds, set_mps_check
 from ..evaluation.rollouts import token_agreement
 from ..models.rssm import RSSMWorldModel
@@ -83,19 +71,11 @@ def imagination_fps(model, obs: torch.Tensor, actions: torch.Tensor, horizon: in
 
 @torch.no_grad()
 def kv_cache_speed(model, obs: torch.Tensor, actions: torch.Tensor, horizon: int, budget_s: float = 5.0) -> dict:
-    """Imagined steps per second of a Transformer world model with and without its KV cache,
-    on the model's device, measured within about `budget_s` seconds; plus the exactness check.
-
-    obs [B, C, 3, 64, 64]: the context frames. actions [B, >= C-1]: the C-1 actions between them,
-    then the future actions to imagine with (any beyond those given are drawn at random, seeded).
-    One imagined step is one latent of one sequence, so the batch counts; `observe` runs once
-    outside the clock. The first call of each path is a warm-up (on a GPU it captures the CUDA
-    graph); then cached and recompute calls alternate until the budget is spent, so a busy machine
-    slows both alike, and the medians are compared.
-
-    Returns {"cached_steps_per_s", "recompute_steps_per_s", "ratio" (cached / recompute),
-    "exact" (cached latents == recomputed latents, bit for bit), "device", "backend", "horizon", "batch"}.
-    """
+    """Imagined steps per second of a Transformer world model with and without its KV cache (alternating
+    calls for about `budget_s`, medians compared; `observe` outside the clock), and whether the cached
+    latents equal the recomputed ones bit for bit. actions [B, >= C-1]; missing future actions are
+    drawn at random, seeded. Returns {"cached_steps_per_s", "recompute_steps_per_s", "ratio",
+    "exact", "device", "backend", "horizon", "batch"}."""
     was_training = model.training
     model.eval()
     device = model.device
@@ -119,29 +99,12 @@ def kv_cache_speed(model, obs: torch.Tensor, actions: torch.Tensor, horizon: int
             "backend": imagination_backend(device), "horizon": horizon, "batch": B, "repeats": len(times["cached"])}
 
 
-def _num_actions_of_cached_data(cfg: ExperimentConfig) -> int:
-    """The action count recorded with the cached dataset of cfg (no frames are loaded)."""
-    meta_path = cache_paths(cfg)[1]
-    try:
-        return int(json.loads(meta_path.read_text())["num_actions"])
-    except (OSError, KeyError, ValueError) as err:
-        raise ValueError(f"attention_cost_sweep needs the action count: pass num_actions=data.num_actions "
-                         f"(no readable dataset metadata at {meta_path}: {err})") from None
-
-
-def attention_cost_sweep(cfg: ExperimentConfig, seq_lens=None, batch: int = 8, repeats: int = 5,
-                         warmup: int = 2, device=None, num_actions: int | None = None) -> dict:
-    """Dynamics-only training step (forward + backward, no conv) vs sequence length.
-
-    seq_lens: time steps to time, cfg.sweep_seq_lens unless given. num_actions: the data's action
-    count (read from the cached dataset's metadata unless given; it only sizes an embedding).
-    Transformer: cfg-sized TransformerDynamics with a window covering the whole sequence (2T
-    tokens), so attention is full and its cost grows with length^2. GRU: the RSSM's recurrence
-    (img_step and prior head) over the same length, whose cost grows linearly but cannot run in
-    parallel.
-    """
+def attention_cost_sweep(cfg: ExperimentConfig, num_actions: int, seq_lens=None, batch: int = 8, repeats: int = 5,
+                         warmup: int = 2, device=None) -> dict:
+    """Dynamics-only training step (forward + backward, no conv) vs sequence length: a full-window
+    TransformerDynamics (cost ~ T^2) against the RSSM's GRU recurrence (~ T, sequential)."""
     seq_lens = tuple(cfg.sweep_seq_lens if seq_lens is None else seq_lens)
-    A = num_actions if num_actions is not None else _num_actions_of_cached_data(cfg)
+    A = num_actions
     device = torch.device(device) if device is not None else cfg.resolve_device()
     torch.manual_seed(cfg.seed)
     rssm = RSSMWorldModel.from_config(cfg.replace(amp="off"), num_actions=A, device=device)
@@ -168,8 +131,7 @@ def attention_cost_sweep(cfg: ExperimentConfig, seq_lens=None, batch: int = 8, r
                 hs.append(h)
             rssm.prior(torch.stack(hs, 1)).mean().backward()
 
-        # two warm-up calls: the first call at a new shape pays one-time kernel setup (measured here:
-        # 150 ms instead of ~20 ms for the first Transformer point with a single warm-up)
+        # two warm-up calls: the first call at a new shape pays one-time kernel setup
         out["transformer_ms"].append(median_ms(tf_step, repeats, warmup, device))
         out["gru_ms"].append(median_ms(gru_step, repeats, warmup, device))
     return out
@@ -233,8 +195,6 @@ def synthetic_batch(cfg: ExperimentConfig, num_actions: int, batch: int, seq_len
             "cont": torch.ones(batch, seq_len)}
 
 
-
-
 def _step_results(model, cfg: ExperimentConfig, batch: dict, context: int) -> dict:
     """One training step and one imagination step of `model`, as CPU tensors to compare."""
     b = {k: v.to(model.device) for k, v in batch.items()}
@@ -252,12 +212,8 @@ def _step_results(model, cfg: ExperimentConfig, batch: dict, context: int) -> di
 
 def mps_self_check(device="mps", reference="cpu", rtol: float = 1e-3, atol: float = 1e-4) -> str | None:
     """None when `device` gives finite results close to `reference`'s for one training step and one
-    imagination step of the experiment's Transformer world model (same initial weights, a fixed
-    synthetic batch of 2 x 8 frames), else why not, in words. What device.mps_refusal runs before
-    config.resolve_device picks MPS.
-
-    The step is made deterministic so the two devices can be compared: dropout off, and the latents
-    are the mode, not samples (the two devices' random streams differ). The global RNG is left as it was."""
+    imagination step of the Transformer world model (same weights, a fixed synthetic batch; dropout
+    off and mode latents, so both are deterministic), else why not, in words (device.mps_refusal)."""
     cfg = ExperimentConfig(device=str(reference), amp="off", tf_dropout=0.0)
     context = 4
     batch = synthetic_batch(cfg, BOXING_ACTIONS, 2, 8)

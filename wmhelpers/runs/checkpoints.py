@@ -1,19 +1,6 @@
-"""Checkpoints: a plain dict saved with torch.save and loaded with weights_only=True; and
-`load_or_train`, which loads one by its kind or trains and saves it.
-
-A checkpoint from a classmate must not be able to run code, so everything outside the tensors
-is plain Python (str, int, float, bool, list, dict, None). Layout (FORMAT_VERSION 2):
-
-    format_version    int
-    kind              "rssm" | "transformer"   (the registry key of the model class)
-    model_config      dict: the model's config (every number it is built from: WorldModel.config_from)
-    experiment        dict: the ExperimentConfig it was trained with
-    data_fingerprint  sha256 of the dataset it was trained on
-    history           dict: what train_world_model returned, including "precision" ("fp32" or
-                      "bf16"; compared with the experiment's, a missing one reads as fp32)
-    meta              dict: torch version, device (a name), device_record ({type, name, threads}),
-                      wall seconds, created (UTC, ISO 8601)
-    state_dict        the model's tensors (stored on the CPU)
+"""Checkpoints: a plain dict saved with torch.save and loaded with weights_only=True (a classmate's
+checkpoint cannot run code), and `load_or_train`. FORMAT_VERSION 2 keys: format_version, kind,
+model_config, experiment, data_fingerprint, history (with its "precision"), meta, state_dict.
 """
 
 from __future__ import annotations
@@ -21,7 +8,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -43,7 +29,7 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path, model, cfg: ExperimentConfig, history: dict | None, data=None) -> Path:
-    """Write the checkpoint atomically: to a temporary file in the same folder, then renamed."""
+    """Write the checkpoint atomically (a temporary file in the same folder, then renamed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     history = history or {}
@@ -63,15 +49,12 @@ def save_checkpoint(path, model, cfg: ExperimentConfig, history: dict | None, da
         },
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(path.name + ".tmp")
     try:
         torch.save(ckpt, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a checkpoint is meant to be shared
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # atomic: a reader never sees half a checkpoint
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)  # after a failed write
     return path
 
 
@@ -132,12 +115,8 @@ def checkpoint_mismatches(ckpt: dict, expect: ExperimentConfig | None = None, da
 
 
 def load_checkpoint(path, expect: ExperimentConfig | None = None, data=None, device=None):
-    """Rebuild the model recorded in the checkpoint -> (model, history).
-
-    With `expect` and/or `data`, every mismatch (env, action count, frame size, latent size,
-    budget, data fingerprint, format version) is reported together in one CheckpointError that
-    also names the command that rebuilds the checkpoint.
-    """
+    """Rebuild the model recorded in the checkpoint -> (model, history); with `expect` and/or `data`,
+    every mismatch is reported in one CheckpointError that names the command rebuilding it."""
     ckpt = read_checkpoint(path)
     kind = ckpt["kind"]
     if kind not in MODEL_REGISTRY:
@@ -171,11 +150,9 @@ def load_checkpoint(path, expect: ExperimentConfig | None = None, data=None, dev
 
 def load_or_train(model_cls, path, cfg: ExperimentConfig, data: EpisodeDataset, train: EpisodeDataset,
                   val: EpisodeDataset, progress: bool = True, train_here_if_foreign: bool = False):
-    """(model, history) from the checkpoint at `path` if it matches cfg and data; otherwise say
-    why, train one with the same function and budget, and save it there.
-
-    train_here_if_foreign: also retrain when the checkpoint was trained on another kind of device
-    and this one is a GPU, where training is cheap, so wall clocks compare like with like."""
+    """(model, history) from the checkpoint at `path` if it matches cfg and data, else say why, train
+    one with the same budget and save it; train_here_if_foreign: also retrain on a GPU when the
+    checkpoint was trained on another kind of device (wall clocks compare on one device only)."""
     device = cfg.resolve_device()
     try:
         model, history = load_checkpoint(path, expect=cfg, data=data)

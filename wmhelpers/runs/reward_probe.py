@@ -1,16 +1,6 @@
-"""What the frames can support: a reward ceiling for the world models' reward heads.
-
-A reward head scores r_t from what it has seen up to action a_t. How much of the reward do 64x64
-frames carry at all? A small CNN classifier, trained on REAL frames (no world model, no latent),
-predicts the sign of r_t (-1, 0, +1) from
-
-    before  (o_t-1, o_t, a_t)   what a world model's reward head sees
-    after   (o_t, o_t+1)        the frame after the reward too: the ceiling after the fact
-
-and is scored like the heads: AUPRC of P(r_t != 0) on the validation steps, against the event
-rate. A cheap stand-in for "what the frames can support", not a bound: a bigger model might do
-better. `python -m wmhelpers reward-probe` writes checkpoints/reward_probe.json, which the
-notebook reads in smoke and full runs alike (it never trains this itself).
+"""A reward ceiling from real frames: a small CNN predicts the sign of r_t from (o_t-1, o_t, a_t)
+("before": what a reward head sees) or (o_t, o_t+1) ("after"), scored as AUPRC of P(r_t != 0).
+`python -m wmhelpers reward-probe` writes checkpoints/reward_probe.json; the notebook only reads it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""The one training loop for any world model, with a history that P05 and the plots can read.
-
-Both world models go through `train_world_model` with the same optimizer, the same seeded
-batches, the same clipping and the same number of gradient steps: the budget is the
-ExperimentConfig, not the model.
+"""The one training loop for any world model (same optimizer, seeded batches, clipping and step
+count: the budget is the ExperimentConfig), with a history that P05 and the plots read.
 """
 
 from __future__ import annotations
@@ -44,11 +41,8 @@ def next_frame_mse(model, windows: dict, chunk: int = 16) -> float:
 
 @torch.no_grad()
 def validation_loss(model, windows: dict, seed: int, chunk: int = 16) -> dict:
-    """The model's own loss terms on the fixed validation windows.
-
-    Its latent samples come from a private generator seeded with `seed`, so validation is
-    repeatable AND leaves every global RNG stream (CPU and GPU) exactly where training left it:
-    how often validation runs cannot change the trained weights."""
+    """The model's own loss terms on the fixed validation windows, sampled from a private generator
+    seeded with `seed`: repeatable, and no global RNG moves (validation cannot change training)."""
     was_training = model.training
     model.eval()
     sums, n = {}, 0
@@ -69,22 +63,10 @@ READ_EVERY = 10  # steps between reads of the loss terms (progress bar, NaN chec
 
 def train_world_model(model, train: EpisodeDataset, val: EpisodeDataset, cfg: ExperimentConfig,
                       progress: bool = True, desc: str | None = None) -> dict:
-    """Train for cfg.train_steps gradient steps and return the history.
-
-    history = {
-      "kind", "steps", "step": [..], "wall_seconds": [..] (training only, validation excluded),
-      "train": {term: [..]} (mean over the steps since the last record), "val": {term: [..]},
-      "val_next_frame_mse": [..], "ms_per_step", "train_seconds",
-      "device": "cpu: AMD EPYC, 2 threads" (device.device_name), "device_record": {type, name, threads},
-      "train_seed", "precision" ("fp32" or "bf16": config.precision),
-      "step_backend" (step.TrainStep.backend: "eager" or "CUDA graph"),
-    }
-    Records are taken at step 0 (before any update), every cfg.log_every steps and at the end.
-
-    cfg.train_seed drives every random choice of training (dropout, latent sampling, batch order;
-    the model's initialisation is seeded by `from_config`); the data and the validation windows
-    follow cfg.seed and stay fixed.
-    """
+    """Train for cfg.train_steps gradient steps (every random choice from cfg.train_seed) and return
+    the history: kind, steps, step / wall_seconds / train {term} / val {term} / val_next_frame_mse
+    (recorded at step 0, every cfg.log_every steps and at the end), ms_per_step, train_seconds,
+    device, device_record, train_seed, precision, step_backend."""
     device = model.device
     torch.manual_seed(cfg.train_seed)  # latent sampling and dropout
     batches = torch.Generator().manual_seed(cfg.train_seed)  # the same batches for every model

@@ -1,33 +1,10 @@
-"""One gradient step of a world model: loss, backward, gradient clipping, Adam.
+"""One gradient step of a world model (loss, backward, clipping, Adam), shared by both models.
 
-Both world models train through `TrainStep` (and `python -m wmhelpers benchmark` times it), so
-they share the optimizer, the clipping and the code path. A step runs in one of two ways:
-
-- eager (CPU, MPS, and CUDA wherever capture is unavailable): Python launches every kernel;
-- a replayed CUDA graph (CUDA, fp32): the whole step, forward, backward, clipping and the Adam
-  update, is recorded once and then replayed with one launch per step (`cuda_graphs.py`). At this
-  model size a step is hundreds of tiny kernels: launching them, not computing them, is the cost a
-  graph removes.
-
-Neither path reads a number back from the device: the loss terms come back as one tensor on the
-device and the training loop looks at them only when it logs. A `float(loss)` per step would make
-the CPU wait for the GPU before it could queue the next step.
-
-How the graph path keeps the experiment the same:
-- the first `WARMUP_STEPS` steps run eagerly on a side stream (library setup must happen
-  outside a capture, as the torch.cuda.graphs documentation does it). They are real training
-  steps on real batches, so every path takes exactly cfg.train_steps updates;
-- the graph is recorded from the very function the eager path runs (`eager_step`), reading a
-  fixed copy of the batch that each later step overwrites in place;
-- capture needs fixed shapes (every batch is batch_size x seq_len), no host syncs (none in the
-  loss: see `latent.sample_one_hot`), a capturable Adam (its step count lives on the device) and
-  no autocast (fp32 is what amp=auto picks on CUDA; with bf16 asked for, the step stays eager);
-- random numbers (latent samples, dropout) come from the CUDA generator, which a graph advances
-  on every replay, so each replay draws new samples;
-- if capture fails for any reason the step warns once and stays eager: same results, slower.
-
-On a CPU nothing of this runs: the eager step is the whole story (tests check it gives the same
-weights, bit for bit, as the graph path's logic run with a stand-in capture function).
+Eager everywhere; on CUDA (fp32) the whole step is recorded once as a CUDA graph and replayed
+(`cuda_graphs.TRAINING_GRAPHS`) after WARMUP_STEPS eager steps on a side stream, which are real
+training steps, so every path takes exactly cfg.train_steps updates. Neither path reads a number
+back from the device (a `float(loss)` per step would stall the GPU queue); if capture fails, the
+step warns once and stays eager.
 """
 
 from __future__ import annotations
@@ -42,10 +19,7 @@ TERMS = ("total", "recon_loss", "dyn_loss", "rep_loss", "reward_loss", "cont_los
 
 
 def make_optimizer(model, cfg, capturable: bool = False) -> torch.optim.Optimizer:
-    """Adam(lr, eps) over every parameter of the world model.
-
-    capturable=True (CUDA graphs only) keeps Adam's step count on the device, so the update reads
-    no host value and can be replayed; on the CPU it is left off (the same update, computed as before)."""
+    """Adam(lr, eps) over every parameter; capturable (CUDA graphs) keeps its step count on the device."""
     extra = {"capturable": True} if capturable else {}
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, **extra)
 
@@ -66,12 +40,8 @@ def training_backend(cfg, device: torch.device | str) -> str:
 
 
 class TrainStep:
-    """Call it with a batch (EpisodeDataset.sample) to take one gradient step.
-
-    Returns the loss terms of that step as one detached tensor [len(TERMS)] on the model's device
-    (order: TERMS), without waiting for the device. `backend` says which path ran last. `capture`
-    records the step (default `TRAINING_GRAPHS.capture`, a real CUDA graph); sample=False trains on
-    mode latents (see `WorldModel.loss_terms`)."""
+    """One gradient step per call on a batch: returns the loss terms [len(TERMS)] on the device, not
+    waiting for it; `backend` says which path ran. `capture` can be a stand-in; sample=False: mode latents."""
 
     def __init__(self, model, cfg, graphs: bool | None = None, capture=None, sample: bool = True):
         self.model, self.grad_clip, self.sample = model, cfg.grad_clip, sample
@@ -137,11 +107,8 @@ class TrainStep:
 
 def train_step_ms(model, batch: dict, cfg, repeats: int = 10, warmup: int = 3,
                   graphs: bool | None = None) -> tuple[float, str]:
-    """(median wall ms of one training step, its backend) on a fixed batch.
-
-    The step is the one training runs, `TrainStep` (loss, backward, clipping, Adam): on CUDA a
-    replayed CUDA graph unless graphs=False. Warm-up covers the graph's eager steps and its
-    capture, so only replays (or eager steps) are timed."""
+    """(median wall ms of one `TrainStep` on a fixed batch, its backend); the warm-up covers a CUDA
+    graph's eager steps and capture, so only replays are timed."""
     model.train()
     step = TrainStep(model, cfg, graphs=graphs)
     warm = max(warmup, WARMUP_STEPS + 1) if step.use_graph else warmup
