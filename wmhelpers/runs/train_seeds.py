@@ -26,7 +26,7 @@ from ..evaluation.rollouts import evaluate_rollouts
 from ..evaluation.seeds import SEEDS_VERSION, config_differences, load_seeds, seed_record
 from ..models import MODEL_REGISTRY
 from .checkpoints import load_checkpoint, load_or_train
-from .memory import run_cue_recall
+from .cue_recall import default_config, run_cue_recall
 
 MODEL_NAMES = {"rssm": "RSSM", "transformer": "Transformer"}
 SHIPPED = {"rssm": "p03_rssm.pt", "transformer": "p04_transformer.pt"}
@@ -75,8 +75,9 @@ def run_seeds(cfg: ExperimentConfig, seeds, kinds=("rssm", "transformer"), out=N
     windows and update the seeds file (atomically). Returns the document (None if only training).
 
     variant: train and evaluate that variant's Transformer instead of the pair. memory: run the
-    cue-recall experiment for each seed (no world-model training: the shipped RSSM's frozen VAE
-    tokenises the frames; run_cue_recall trains both dynamics on those tokens)."""
+    cue-recall experiment for each seed missing from the file (no world-model training: the shipped
+    RSSM's frozen VAE tokenises the frames; run_cue_recall trains every condition on those tokens),
+    writing the file after each seed, so two processes may run different seeds side by side."""
     if variant is not None and variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known variants: {sorted(VARIANTS)}")
     data = load_or_collect(cfg, progress=progress, verbose=progress)
@@ -85,14 +86,20 @@ def run_seeds(cfg: ExperimentConfig, seeds, kinds=("rssm", "transformer"), out=N
     if memory:
         vae = load_checkpoint(checkpoint_path(cfg, "rssm", ExperimentConfig().train_seed), expect=cfg,
                               data=data)[0].vae
-        classes = {MODEL_NAMES[k]: MODEL_REGISTRY[k] for k in ("rssm", "transformer")}
-        doc = _document(cfg, data, out)
-        section = doc.setdefault("memory", {"runs": {}})
+        mcfg = default_config(cfg).to_dict()
         for seed in seeds:
-            res = run_cue_recall(classes, vae, train, val, cfg.replace(train_seed=int(seed)), progress=progress)
-            section["config"] = res["config"]
-            section["runs"][str(int(seed))] = plain(res)
-        return _write(doc, out)
+            done = _document(cfg, data, out).get("memory") or {}
+            if done.get("config") == mcfg and str(int(seed)) in done.get("runs", {}):
+                print(f"--- memory seed {seed}: in {out} already", flush=True)
+                continue
+            res = plain(run_cue_recall(vae, train, val, cfg.replace(train_seed=int(seed)), progress=progress))
+            doc = _document(cfg, data, out)  # read again: another process may have added its seeds
+            section = doc.get("memory") if (doc.get("memory") or {}).get("config") == mcfg else None
+            section = section or {"config": mcfg, "runs": {}}
+            section["runs"][str(int(seed))] = res
+            doc["memory"] = section
+            _write(doc, out)
+        return _document(cfg, data, out)
     kinds = ("transformer",) if variant else tuple(kinds)
     trained = train_seed_models(cfg, data, seeds, kinds, variant, progress=progress)
     if not variant and set(kinds) != set(MODEL_NAMES):
