@@ -18,7 +18,9 @@ RSSM, FULL, MAIN = "RSSM", "Transformer, full window", "Transformer, main window
 
 def merged_runs(this_run: dict, seeds_doc: dict | None) -> dict:
     """{seed: cue-recall run}: the seeds file's memory runs when they were made with this run's
-    configuration (else none), with this run replacing the file's entry for its own seed."""
+    cue-recall configuration (else none), with this run replacing the file's entry for its own seed.
+    seeds_doc: the seeds file, or None where it was made for another experiment configuration
+    (verdict.usable_seeds gives that document)."""
     section = (seeds_doc or {}).get("memory") or {}
     if section.get("config") != this_run["config"]:
         section = {}

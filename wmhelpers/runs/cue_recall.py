@@ -73,7 +73,7 @@ class CueRecallConfig:
 
     @classmethod
     def smoke(cls) -> "CueRecallConfig":
-        return cls(cues=4, copy_pool=16, gaps=(2, 5), lead_in=1, identify_steps=3, copy_steps=3, batch_size=4,
+        return cls(cues=4, copy_pool=16, gaps=(2, 17), lead_in=1, identify_steps=3, copy_steps=3, batch_size=4,
                    eval_points=2, eval_sequences=4, bank_frames=300)
 
     def to_dict(self) -> dict:
