@@ -110,7 +110,8 @@ def main(argv=None) -> int:
                    help="train only these (to run two processes side by side); evaluation and the file need both")
     p.add_argument("--variant", choices=("tf2",), help="train and evaluate a named Transformer variant instead "
                                                         "of the pair (tf2: the 2-layer ablation)")
-    p.add_argument("--memory", action="store_true", help="run the cue-recall experiment (Section 6) per seed")
+    p.add_argument("--memory", action="store_true", help="run the cue-recall experiment (Section 6) for each seed "
+                                                         "not yet in the file (two processes may split the seeds)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", help="seeds file (default: <checkpoint_dir>/p04_seeds.json)")
     p.add_argument("--smoke", action="store_true", help="tiny budgets (same as WM_SMOKE=1)")

@@ -30,7 +30,6 @@ cross-entropy at every step, with the recall step weighted as much as all others
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import asdict, dataclass
 
@@ -281,23 +280,9 @@ def run_cue_recall(vae, train, val, cfg: ExperimentConfig, mcfg: CueRecallConfig
     "gaps", "models": {condition: train_condition(...)}}}}; the final point of a curve is the result."""
     mcfg = mcfg or default_config(cfg)
     t0 = time.perf_counter()
-    with _frozen(vae):
-        vae.eval()
-        tasks = build_tasks(vae, train, val, cfg, mcfg)
-        loads = {load: {"metric": task.metric, "chance": task.chance, "gaps": list(mcfg.gaps),
-                        "models": {c: train_condition(task, c, cfg, progress) for c in CONDITIONS}}
-                 for load, task in tasks.items()}
+    tasks = build_tasks(vae.eval(), train, val, cfg, mcfg)  # the VAE only tokenises, without gradients
+    loads = {load: {"metric": task.metric, "chance": task.chance, "gaps": list(mcfg.gaps),
+                    "models": {c: train_condition(task, c, cfg, progress) for c in CONDITIONS}}
+             for load, task in tasks.items()}
     return {"config": mcfg.to_dict(), "train_seed": cfg.train_seed, "seconds": time.perf_counter() - t0,
             "loads": loads}
-
-
-@contextlib.contextmanager
-def _frozen(module):
-    """No gradient into `module` while the block runs (the shared VAE must not learn)."""
-    flags = [p.requires_grad for p in module.parameters()]
-    module.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        for p, f in zip(module.parameters(), flags):
-            p.requires_grad_(f)
