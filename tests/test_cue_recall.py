@@ -155,3 +155,10 @@ def test_cue_recall_trains_every_condition_on_the_same_task(small_data):
     windows = {c: m["window_steps"] for c, m in out["loads"]["copy"]["models"].items()}
     assert windows == {"RSSM": None, "Transformer, full window": max(mcfg.seq_len, cfg.seq_len),
                        "Transformer, main window": cfg.seq_len}
+
+
+def test_the_longer_runs_are_the_same_task_with_more_steps():
+    short, long = cr.CueRecallConfig().to_dict(), cr.CueRecallConfig.long().to_dict()
+    budget = {k for k in short if short[k] != long[k]}
+    assert budget == {"identify_steps", "copy_steps", "eval_points"}
+    assert all(long[k] > short[k] for k in budget)

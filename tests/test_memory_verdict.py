@@ -73,3 +73,11 @@ def test_memory_figures_show_every_seed_and_the_mean():
     thick = [line for line in ax.lines if line.get_label() == mv.FULL][0]
     assert list(thick.get_xdata()) == [0, 50, 100] and thick.get_ydata()[-1] == pytest.approx(0.79)
     assert sum(line.get_lw() < 1 for line in ax.lines) == 3 * 3  # one thin curve per seed and condition
+
+
+def test_the_longer_runs_are_read_from_their_own_section():
+    doc = _doc({"0": _run(0, 0.5, 0.8, 0.13)}) | {"memory_long": {"config": {}, "runs": {
+        "3": _run(3, 0.9, 0.8, 0.5), "1": _run(1, 0.9, 0.8, 0.5)}}}
+    assert list(mv.long_runs(doc)) == ["1", "3"] and mv.long_runs(None) == {}
+    fig = plots.memory_learning(mv.long_runs(doc), window_steps=16, budget={"copy": 50})
+    assert [line.get_xdata()[0] for line in fig.axes[1].lines if line.get_label() == "this notebook's budget"] == [50]

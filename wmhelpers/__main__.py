@@ -51,7 +51,8 @@ def seeds_cmd(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = ExperimentConfig.smoke() if args.smoke else ExperimentConfig.from_env()
-    run_seeds(cfg, args.seeds, kinds=tuple(args.models), out=args.out, variant=args.variant, memory=args.memory)
+    run_seeds(cfg, args.seeds, kinds=tuple(args.models), out=args.out, variant=args.variant,
+              memory=args.memory or args.long, long=args.long)
     return 0
 
 
@@ -112,6 +113,8 @@ def main(argv=None) -> int:
                                                         "of the pair (tf2: the 2-layer ablation)")
     p.add_argument("--memory", action="store_true", help="run the cue-recall experiment (Section 6) for each seed "
                                                          "not yet in the file (two processes may split the seeds)")
+    p.add_argument("--long", action="store_true", help="with --memory: the cue-recall experiment at three times "
+                                                       "the budget (where the learning curves flatten)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", help="seeds file (default: <checkpoint_dir>/p04_seeds.json)")
     p.add_argument("--smoke", action="store_true", help="tiny budgets (same as WM_SMOKE=1)")

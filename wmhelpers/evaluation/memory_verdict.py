@@ -27,6 +27,11 @@ def merged_runs(this_run: dict, seeds_doc: dict | None) -> dict:
     return seed_runs(None, this_run, this_run["train_seed"], section={"runs": section.get("runs", {})})
 
 
+def long_runs(seeds_doc: dict | None) -> dict:
+    """{seed: run} of the seeds file's cue-recall runs at the longer budget ("memory_long"), or {}."""
+    return seed_runs(None, section={"runs": ((seeds_doc or {}).get("memory_long") or {}).get("runs", {})})
+
+
 def _final(runs: dict, load: str, cond: str, part: str = "memory") -> np.ndarray:
     """[seeds, gaps]: the score after training."""
     return np.array([r["loads"][load]["models"][cond][part][-1] for r in runs.values()], dtype=float)

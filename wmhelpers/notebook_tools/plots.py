@@ -570,9 +570,10 @@ def memory_recall(runs: dict, window_steps: int) -> Figure:
     return fig
 
 
-def memory_learning(runs: dict, window_steps: int) -> Figure:
+def memory_learning(runs: dict, window_steps: int, budget: dict | None = None) -> Figure:
     """Learning curves, one panel per load: recall (memory condition) averaged over the gaps beyond
-    the main window against training steps; thick: mean over seeds, thin: each seed."""
+    the main window against training steps; thick: mean over seeds, thin: each seed. budget:
+    {load: steps} drawn as a vertical line (e.g. the notebook's budget on longer runs)."""
     first = next(iter(runs.values()))
     loads = list(first["loads"])
     fig, axes = _figure(10.0, 3.4, ncols=len(loads))
@@ -589,6 +590,8 @@ def memory_learning(runs: dict, window_steps: int) -> Figure:
             ax.plot(steps, curves.mean(0), color=color, marker=marker, lw=2, label=cond)
         ax.axhline(np.mean([r["loads"][load]["chance"] for r in runs.values()]), color="0.3", ls=":", lw=1.2,
                    label="chance (best constant guess)")
+        if budget and load in budget:
+            ax.axvline(budget[load], color="k", ls="-.", lw=1, label="this notebook's budget")
         ax.set_xlabel("training steps (dynamics only, frozen tokens)")
         ax.set_ylabel(f"recall, gaps {', '.join(str(info['gaps'][i]) for i in beyond)}")
         ax.set_ylim(0, 1.02)

@@ -71,6 +71,11 @@ class CueRecallConfig:
         return {"identify": self.identify_steps, "copy": self.copy_steps}[load]
 
     @classmethod
+    def long(cls) -> "CueRecallConfig":
+        """Three times the budget, for the seeds file only: where the curves flatten (if they do)."""
+        return cls(identify_steps=750, copy_steps=1350, eval_points=10)
+
+    @classmethod
     def smoke(cls) -> "CueRecallConfig":
         return cls(cues=4, copy_pool=16, gaps=(2, 17), lead_in=1, identify_steps=3, copy_steps=3, batch_size=4,
                    eval_points=2, eval_sequences=4, bank_frames=300)
