@@ -170,21 +170,3 @@ def test_every_figure_fits_a_1000_px_page():
     figs = [plots.psnr_vs_horizon(res), plots.efficiency({"Transformer": _history()}),
             plots.training_curves({"Transformer": _history()})]
     assert all(f.get_figwidth() * f.dpi <= 1000 + 1e-9 for f in figs)
-
-
-def test_section_6_figures_draw_what_they_are_given():
-    from wmhelpers.notebook_tools import plots
-
-    markov = {"ks": [1, 2, 4, 8], "horizons": [1, 5, 10], "n_windows": 3,
-              "psnr": {"RSSM": [[27.0, 25.0, 24.0]] * 4, "Transformer": [[27.1, 25.1, 24.1]] * 4}}
-    fig = plots.markov_check(markov)
-    assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 2
-    run = {"chance": 0.125, "models": {name: {"gaps": [2, 20], "identified": {"memory": [0.9, v], "control": [1, 1]},
-                                              "curve": {"step": [0, 10], "identified": [
-                                                  {"memory": [0.1, 0.1]}, {"memory": [0.9, v]}]}}
-                                       for name, v in (("RSSM", 0.8), ("Transformer", 0.2))}}
-    fig = plots.cue_recall({"0": run, "1": run}, window_steps=16)
-    left, right = fig.axes[:2]
-    assert right.lines[0].get_ydata()[-1] == 0.9  # RSSM, gaps within the window, after training
-    assert right.lines[1].get_ydata()[-1] == 0.8  # RSSM, the gap beyond it
-    assert fig.get_size_inches()[0] <= 10

@@ -15,7 +15,7 @@ from . import notebook_runner as notebook  # the notebook's last cell reads wm.n
 from .config import ExperimentConfig
 from .cuda_graphs import imagination_backend
 from .data import EpisodeDataset, load_or_collect
-from .evaluation import gaps, reward, rollouts, seeds, stats, tables, verdict, wallclock
+from .evaluation import gaps, markov, memory_verdict, reward, rollouts, seeds, stats, tables, verdict, wallclock
 from .evaluation.psnr import PSNR_CAP_DB, psnr
 from .evaluation.results import load_results, save_results
 from .evaluation.rollouts import evaluate_rollouts, evaluation_windows, paired_margin, rollout
@@ -30,15 +30,16 @@ from .models.world_model import WorldModel
 from .notebook_tools import animate, one_token, play, plots
 from .notebook_tools.describe import describe_run
 from .notebook_tools.teach import show_source
-from .runs import memory, reward_probe
+from .runs import cue_recall, reward_probe
 from .runs.benchmark import attention_cost_sweep, kv_cache_speed, run_benchmark
 from .runs.checkpoints import CheckpointError, load_checkpoint, load_or_train, save_checkpoint
 from .training.loop import next_frame_mse, train_world_model, validation_windows
 
 __all__ = [
     # modules the notebook reads by name
-    "animate", "device", "gaps", "latent", "masking", "memory", "notebook", "notebook_runner", "one_token", "play",
-    "plots", "reward", "reward_probe", "rollouts", "seeds", "stats", "tables", "transformer", "verdict", "wallclock",
+    "animate", "cue_recall", "device", "gaps", "latent", "markov", "masking", "memory_verdict", "notebook",
+    "notebook_runner", "one_token", "play", "plots", "reward", "reward_probe", "rollouts", "seeds", "stats", "tables",
+    "transformer", "verdict", "wallclock",
     # config, data, models
     "ExperimentConfig", "EpisodeDataset", "load_or_collect", "MODEL_REGISTRY", "WorldModel", "CategoricalVAE",
     "ConvDecoder", "ConvEncoder", "RSSMWorldModel", "TransformerDynamics", "TransformerWorldModel",

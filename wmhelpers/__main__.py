@@ -56,7 +56,7 @@ def seeds_cmd(args) -> int:
     from .runs.train_seeds import run_seeds
 
     run_seeds(_config(args), args.seeds, kinds=tuple(args.models), out=args.out, variant=args.variant,
-              memory=args.memory)
+              memory=args.memory or args.long, long=args.long)
     return 0
 
 
@@ -115,7 +115,10 @@ def main(argv=None) -> int:
                    help="train only these (to run two processes side by side); evaluation and the file need both")
     p.add_argument("--variant", choices=("tf2",), help="train and evaluate a named Transformer variant instead "
                                                         "of the pair (tf2: the 2-layer ablation)")
-    p.add_argument("--memory", action="store_true", help="run the cue-recall experiment (Section 6) per seed")
+    p.add_argument("--memory", action="store_true", help="run the cue-recall experiment (Section 6) for each seed "
+                                                         "not yet in the file (two processes may split the seeds)")
+    p.add_argument("--long", action="store_true", help="with --memory: the cue-recall experiment at three times "
+                                                       "the budget (where the learning curves flatten)")
     _options(p, out="seeds file (default: <checkpoint_dir>/p04_seeds.json)", threads=True)
     p.set_defaults(fn=seeds_cmd)
     p = sub.add_parser("reward-probe", help="train small classifiers on real frames for the reward ceiling and "

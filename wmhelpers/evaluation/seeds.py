@@ -18,12 +18,12 @@ evaluation windows (all chosen by `cfg.seed`) stay fixed.
                             "val_curve": {"step", "loss", "next_frame_mse"}, "final_val": {...}}},
                          "baselines": {"copy_last" | "context_mean": {"whole" | "changed": {...}}}}},
      "variants": {"<name>": {"overrides": {field: value}, "runs": {"<seed>": {"models": {"Transformer": ...}}}}},
-     "memory": {"config": {...}, "runs": {"<seed>": {"train_seed", "chance", "models": {name: {...}}}}}}
+     "memory": {"config": {...}, "runs": {"<seed>": {"train_seed", "seconds", "loads": {load: {...}}}}}}
 
 A variant (the 2-layer ablation "tf2") retrains only the Transformer with the same budget; it is
 compared with the default RSSM of the same seed (`variant_runs`), whose weights cannot depend on
 the Transformer's fields (config.BACKBONE_FIELDS). "memory" holds the cue-recall runs
-(runs/memory.py) of each training seed.
+(runs/cue_recall.py) of each training seed.
 
 This module reads that file and computes over it: each seed's record, the spread over seeds
 (stats.interval), the seed table. It trains nothing.
@@ -94,7 +94,7 @@ def config_differences(doc: dict, cfg: ExperimentConfig) -> list[str]:
 
 def run_precision(run: dict) -> str:
     """The precision a seed's models trained in; records made before it was kept were all fp32."""
-    found = {m.get("precision", "fp32") for m in run["models"].values()}
+    found = {m.get("precision", "fp32") for m in run.get("models", {}).values()} or {"fp32"}
     return found.pop() if len(found) == 1 else "mixed"
 
 

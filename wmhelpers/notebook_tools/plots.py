@@ -474,72 +474,95 @@ def attention_map(maps: torch.Tensor, steps_context: int | None = None) -> Figur
 
 
 # ---- Section 6: where the backbone matters ----------------------------------------------------------
-def markov_check(markov: dict) -> Figure:
-    """Whole-frame PSNR against K, the real context frames each model observes, one panel per horizon."""
-    hs, ks = markov["horizons"], markov["ks"]
-    fig, axes = _figure(9.0, 3.0, ncols=len(hs))
-    for j, h in enumerate(hs):
-        ax = axes[0, j]
-        for name, rows in markov["psnr"].items():
-            ax.plot(ks, [r[j] for r in rows], marker="o", color=MODEL_COLORS.get(name), label=name)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ks, [str(k) for k in ks])
-        ax.set_xlabel("K: real context frames observed")
-        ax.set_title(f"h = {h}", fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("PSNR, whole frame (dB)")
-    _legend_below(fig, axes[0, 0], ncols=2)
-    fig.suptitle(f"The past cut to K frames ({markov['n_windows']} held-out windows, this run)", fontsize=10)
+MEMORY_STYLE = {"RSSM": ("tab:blue", "o"), "Transformer, full window": ("tab:orange", "s"),
+                "Transformer, main window": ("tab:red", "^")}
+LOAD_WORDS = {"identify": "identify: one of a few cues (fraction named right)",
+              "copy": "copy: any frame (fraction of its 32 tokens right)"}
+
+
+def markov_gain(markov: dict) -> Figure:
+    """PSNR change when each model observes only the last K real frames, relative to the longest K
+    (per window, mean over horizons), with the 95 % t-interval over windows as a band."""
+    ks = markov["ks"]
+    fig, axes = _figure(6.5, 3.2)
+    ax = axes[0, 0]
+    for name, d in markov["delta"].items():
+        m, ci = np.asarray(d["mean"]), np.nan_to_num(np.asarray(d["ci"]))
+        ax.plot(ks, m, marker="o", color=MODEL_COLORS.get(name), label=name)
+        ax.fill_between(ks, m - ci, m + ci, color=MODEL_COLORS.get(name), alpha=0.2, lw=0)
+    ax.axhline(0, color="0.4", lw=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("K: real context frames observed")
+    ax.set_ylabel(f"PSNR change vs K = {ks[-1]} (dB)")
+    hs = ", ".join(map(str, markov["horizons"]))
+    ax.set_title(f"{markov['n_windows']} held-out windows, PSNR averaged over h = {hs}; band: 95 % t-interval",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return fig
 
 
-def _recall_by_seed(mem_runs: dict, name: str, cond: str) -> np.ndarray:
-    return np.array([run["models"][name]["identified"][cond] for run in mem_runs.values()])  # [seeds, gaps]
+def _final_by_seed(runs: dict, load: str, cond: str, part: str = "memory") -> np.ndarray:
+    return np.array([r["loads"][load]["models"][cond][part][-1] for r in runs.values()])  # [seeds, gaps]
 
 
-def cue_recall(mem_runs: dict, window_steps: int | None = None, names=("RSSM", "Transformer")) -> Figure:
-    """Left: cue recall (the right cue named) against the gap L, each model with and without the
-    control (the cue shown again just before the recall), mean over seeds with the 95 % t-interval;
-    right: the learning curve, recall against training steps, mean over gaps within and beyond the
-    attention window, mean over seeds."""
-    from ..evaluation.stats import interval
-
-    first = next(iter(mem_runs.values()))
-    gaps = first["models"][names[0]]["gaps"]
-    chance = first["chance"]
-    fig, axes = _figure(10.0, 3.6, ncols=2)
-    ax = axes[0, 0]
-    for name in names:
-        for cond, ls, mk in (("memory", "-", "o"), ("control", "--", "x")):
-            st = interval(_recall_by_seed(mem_runs, name, cond))
-            label = f"{name}" + (" (control: cue shown again)" if cond == "control" else "")
-            ax.errorbar(gaps, st["mean"], yerr=np.nan_to_num(st["ci"]), color=MODEL_COLORS.get(name), ls=ls,
-                        marker=mk, capsize=3, label=label)
-    ax.axhline(chance, color="0.4", ls=":", lw=1, label=f"chance (1/{round(1 / chance)})")
-    if window_steps:
-        ax.axvline(window_steps + 0.5, color="k", ls="-.", lw=1, label="one layer's attention window")
-    ax.set_xlabel("gap L between cue and recall (steps)")
-    ax.set_ylabel("recall: right cue named")
-    ax.set_ylim(0, 1.05)
-    ax.set_title(f"after training ({len(mem_runs)} seed{'s' if len(mem_runs) != 1 else ''}; 95 % t-interval)",
-                 fontsize=10)
-    ax.grid(alpha=0.3)
-    ax = axes[0, 1]
-    inside = [i for i, g in enumerate(gaps) if window_steps is None or g <= window_steps]
-    beyond = [i for i in range(len(gaps)) if i not in inside]
-    for name in names:
-        steps = first["models"][name]["curve"]["step"]
-        curves = np.array([[point["memory"] for point in run["models"][name]["curve"]["identified"]]
-                           for run in mem_runs.values()])  # [seeds, points, gaps]
-        for idx, ls, words in ((inside, "-", "gaps within the window"), (beyond, ":", "gaps beyond it")):
-            if idx:
-                ax.plot(steps, curves[:, :, idx].mean((0, 2)), color=MODEL_COLORS.get(name), ls=ls, marker=".",
-                        label=f"{name}, {words}")
-    ax.axhline(chance, color="0.4", ls=":", lw=1)
-    ax.set_xlabel("training steps (dynamics only, on frozen tokens)")
-    ax.set_ylabel("recall (mean over seeds and gaps)")
-    ax.set_ylim(0, 1.05)
-    ax.set_title("how soon each backbone learns to recall", fontsize=10)
-    ax.grid(alpha=0.3)
+def memory_recall(runs: dict, window_steps: int) -> Figure:
+    """Recall against the gap, one panel per load: per condition the mean over seeds (line), each
+    seed's score (small points), the control (dashed: the cue shown again), the measured chance."""
+    first = next(iter(runs.values()))
+    loads = list(first["loads"])
+    fig, axes = _figure(10.0, 3.6, ncols=len(loads))
+    for j, load in enumerate(loads):
+        ax, info = axes[0, j], first["loads"][load]
+        gaps = np.asarray(info["gaps"], dtype=float)
+        for k, cond in enumerate(info["models"]):
+            color, marker = MEMORY_STYLE.get(cond, ("0.3", "o"))
+            mem, ctl = _final_by_seed(runs, load, cond), _final_by_seed(runs, load, cond, "control")
+            x = gaps + (k - 1) * 0.35  # side by side, so the seeds' points do not hide each other
+            ax.scatter(np.repeat(x[None], len(mem), 0), mem, s=9, color=color, alpha=0.45, lw=0)
+            ax.plot(x, mem.mean(0), color=color, marker=marker, label=cond)
+            ax.plot(x, ctl.mean(0), color=color, ls="--", lw=1)
+        chance = np.mean([r["loads"][load]["chance"] for r in runs.values()])
+        ax.axhline(chance, color="0.3", ls=":", lw=1.2, label="chance (best constant guess)")
+        ax.axvline(window_steps + 0.5, color="k", ls="-.", lw=1, label="main window (one layer)")
+        ax.plot([], [], color="0.4", ls="--", lw=1, label="control: cue shown again")
+        ax.set_xlabel("gap between cue and recall (steps)")
+        ax.set_ylabel("recall after training")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(LOAD_WORDS.get(load, load), fontsize=9)
+        ax.grid(alpha=0.3)
     _legend_below(fig, axes[0, 0], ncols=3)
+    fig.suptitle(f"{len(runs)} seed(s): line = mean, points = each seed", fontsize=10)
+    return fig
+
+
+def memory_learning(runs: dict, window_steps: int, budget: dict | None = None) -> Figure:
+    """Learning curves, one panel per load: recall (memory condition) averaged over the gaps beyond
+    the main window against training steps; thick: mean over seeds, thin: each seed. budget:
+    {load: steps} drawn as a vertical line (e.g. the notebook's budget on longer runs)."""
+    first = next(iter(runs.values()))
+    loads = list(first["loads"])
+    fig, axes = _figure(10.0, 3.4, ncols=len(loads))
+    for j, load in enumerate(loads):
+        ax, info = axes[0, j], first["loads"][load]
+        beyond = [i for i, g in enumerate(info["gaps"]) if g > window_steps]
+        for cond in info["models"]:
+            color, marker = MEMORY_STYLE.get(cond, ("0.3", "o"))
+            steps = info["models"][cond]["step"]
+            curves = np.array([np.asarray(r["loads"][load]["models"][cond]["memory"])[:, beyond].mean(1)
+                               for r in runs.values()])  # [seeds, points]
+            for c in curves:
+                ax.plot(steps, c, color=color, lw=0.6, alpha=0.4)
+            ax.plot(steps, curves.mean(0), color=color, marker=marker, lw=2, label=cond)
+        ax.axhline(np.mean([r["loads"][load]["chance"] for r in runs.values()]), color="0.3", ls=":", lw=1.2,
+                   label="chance (best constant guess)")
+        if budget and load in budget:
+            ax.axvline(budget[load], color="k", ls="-.", lw=1, label="this notebook's budget")
+        ax.set_xlabel("training steps (dynamics only, frozen tokens)")
+        ax.set_ylabel(f"recall, gaps {', '.join(str(info['gaps'][i]) for i in beyond)}")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(load, fontsize=10)
+        ax.grid(alpha=0.3)
+    _legend_below(fig, axes[0, 0], ncols=4)
     return fig

@@ -26,7 +26,7 @@ from ..evaluation.rollouts import evaluate_rollouts
 from ..evaluation.seeds import SEEDS_VERSION, config_differences, load_seeds, seed_record
 from ..models import MODEL_REGISTRY
 from .checkpoints import load_checkpoint, load_or_train
-from .memory import run_cue_recall
+from .cue_recall import CueRecallConfig, default_config, run_cue_recall
 
 MODEL_NAMES = {"rssm": "RSSM", "transformer": "Transformer"}
 SHIPPED = {"rssm": "p03_rssm.pt", "transformer": "p04_transformer.pt"}
@@ -70,13 +70,15 @@ def _document(cfg: ExperimentConfig, data, out: Path) -> dict:
 
 
 def run_seeds(cfg: ExperimentConfig, seeds, kinds=("rssm", "transformer"), out=None, variant: str | None = None,
-              memory: bool = False, progress: bool = True) -> dict | None:
+              memory: bool = False, long: bool = False, progress: bool = True) -> dict | None:
     """Train what is missing; when every kind was asked for, evaluate every seed on the same
     windows and update the seeds file (atomically). Returns the document (None if only training).
 
     variant: train and evaluate that variant's Transformer instead of the pair. memory: run the
-    cue-recall experiment for each seed (no world-model training: the shipped RSSM's frozen VAE
-    tokenises the frames; run_cue_recall trains both dynamics on those tokens)."""
+    cue-recall experiment for each seed missing from the file (no world-model training: the shipped
+    RSSM's frozen VAE tokenises the frames; run_cue_recall trains every condition on those tokens),
+    writing the file after each seed, so two processes may run different seeds side by side. long:
+    the same experiment with CueRecallConfig.long()'s budget, in the section "memory_long"."""
     if variant is not None and variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known variants: {sorted(VARIANTS)}")
     data = load_or_collect(cfg, progress=progress, verbose=progress)
@@ -85,14 +87,20 @@ def run_seeds(cfg: ExperimentConfig, seeds, kinds=("rssm", "transformer"), out=N
     if memory:
         vae = load_checkpoint(checkpoint_path(cfg, "rssm", ExperimentConfig().train_seed), expect=cfg,
                               data=data)[0].vae
-        classes = {MODEL_NAMES[k]: MODEL_REGISTRY[k] for k in ("rssm", "transformer")}
-        doc = _document(cfg, data, out)
-        section = doc.setdefault("memory", {"runs": {}})
+        mcfg, key = (CueRecallConfig.long(), "memory_long") if long else (default_config(cfg), "memory")
         for seed in seeds:
-            res = run_cue_recall(classes, vae, train, val, cfg.replace(train_seed=int(seed)), progress=progress)
-            section["config"] = res["config"]
-            section["runs"][str(int(seed))] = plain(res)
-        return _write(doc, out)
+            done = _document(cfg, data, out).get(key) or {}
+            if done.get("config") == mcfg.to_dict() and str(int(seed)) in done.get("runs", {}):
+                print(f"--- {key} seed {seed}: in {out} already", flush=True)
+                continue
+            res = plain(run_cue_recall(vae, train, val, cfg.replace(train_seed=int(seed)), mcfg, progress=progress))
+            doc = _document(cfg, data, out)  # read again: another process may have added its seeds
+            section = doc.get(key) if (doc.get(key) or {}).get("config") == mcfg.to_dict() else None
+            section = section or {"config": mcfg.to_dict(), "runs": {}}
+            section["runs"][str(int(seed))] = res
+            doc[key] = section
+            _write(doc, out)
+        return _document(cfg, data, out)
     kinds = ("transformer",) if variant else tuple(kinds)
     trained = train_seed_models(cfg, data, seeds, kinds, variant, progress=progress)
     if not variant and set(kinds) != set(MODEL_NAMES):
@@ -115,7 +123,6 @@ def _write(doc: dict, out: Path) -> dict:
     path = write_json(out, doc)
     parts = [f"pair seeds {sorted(doc.get('runs', {}), key=int)}"]
     parts += [f"{name} seeds {sorted(v['runs'], key=int)}" for name, v in doc.get("variants", {}).items()]
-    if doc.get("memory"):
-        parts.append(f"memory seeds {sorted(doc['memory']['runs'], key=int)}")
+    parts += [f"{key} seeds {sorted(doc[key]['runs'], key=int)}" for key in ("memory", "memory_long") if doc.get(key)]
     print(f"Wrote {path}: " + "; ".join(parts), flush=True)
     return doc
