@@ -1,13 +1,6 @@
-"""The gap between the two world models, seed by seed: the numbers behind the gap figure
-(plots.gap_vs_horizon) and the per-seed difference table the verdict is decided from.
-
-A gap is b - a (by default Transformer - RSSM) of the per-horizon mean PSNR of each model's mode
-rollouts, computed within each training seed (the two models of one seed share the data, the
-windows and the seed), then summarised over seeds with the one t-interval of stats.interval:
-mean ± t_{0.975, n-1} · sd / sqrt(n). Positive: b imagines better.
-
-Input: the "runs" dict of the seeds file (seeds.seed_runs), {seed: {"models": {name: {"psnr":
-{curve: {metric: {"mean": [H]}}}}}}}. Nothing here reads files or trains.
+"""The gap between the two world models, seed by seed: the numbers behind the gap figure and the
+difference table the verdict is decided from. A gap is b - a (Transformer - RSSM) of each seed's
+per-horizon mean PSNR, summarised over seeds with stats.interval: mean ± t_{0.975, n-1} · sd / sqrt(n).
 """
 
 from __future__ import annotations

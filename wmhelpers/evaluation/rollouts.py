@@ -1,20 +1,12 @@
 """Open-loop rollout evaluation: PSNR per horizon for every model and every baseline.
 
-Protocol (identical for every model): the same N fixed validation windows of C + H frames, cut
-from the validation episodes without overlap; each model observes the first C frames and the
-C-1 actions between them, then imagines H steps open-loop with the real actions; predicted
-latents are decoded and compared with the true frames. Two scores per window and horizon step:
-    whole-frame PSNR     10 log10(1 / MSE) over all pixels
-    changed-pixel PSNR   the same over only the pixels whose true value differs from the last
-                         context frame by more than cfg.changed_threshold (in any channel):
-                         where the boxers move, i.e. where the dynamics live.
-Per-window PSNR is capped at PSNR_CAP_DB (the 8-bit quantization limit, 58.9 dB), and each
-curve also reports the PSNR of its mean MSE and how many windows hit the cap.
-Baselines on the same windows: copy the last context frame; the mean of the context frames;
-per model: latent-hold (decode the last context latent, repeated: no dynamics), the
-reconstruction ceiling (decode the posterior of the true frame: no prediction at all) and the
-teacher-forced one-step prediction (real frames up to t, so the teacher-forcing gap shows).
-Means come with 95 % t-intervals over windows (window noise for one trained model only).
+Every model observes the first C frames of the same N fixed validation windows (cut without overlap),
+then imagines H steps open-loop with the real actions; the decoded frames are scored per window and
+step by whole-frame PSNR, 10 log10(1 / MSE), and changed-pixel PSNR (only pixels whose true value
+differs from the last context frame by more than cfg.changed_threshold: where the boxers move),
+capped at PSNR_CAP_DB. Baselines on the same windows: copy-last and context-mean (model-free);
+per model latent-hold (no dynamics), the reconstruction ceiling (no prediction) and the
+teacher-forced one-step prediction. Means come with 95 % t-intervals over windows.
 """
 
 from __future__ import annotations

@@ -6,24 +6,10 @@ is decided across training seeds: `ExperimentConfig.train_seed` moves the initia
 batch order, latent sampling and dropout, while the data, the split and the validation and
 evaluation windows (all chosen by `cfg.seed`) stay fixed.
 
-`python -m wmhelpers seeds` (runs/train_seeds.py) writes `checkpoints/p04_seeds.json`:
-
-    {"seeds_version": 2, "created", "config" (the ExperimentConfig, train_seed = the default),
-     "data_fingerprint", "windows_sha256", "horizons",
-     "runs": {"<seed>": {"models": {"RSSM" | "Transformer": {
-                            "psnr": {curve: {"whole" | "changed": {"mean": [H], ...}}},
-                            "reward": {"n", "event_rate", "auprc", "mse", "mse_zero", "mse_mean"},
-                            "ms_per_step", "train_seconds", "device", "device_record",
-                            "precision" ("fp32" | "bf16"; absent in older records: fp32),
-                            "val_curve": {"step", "loss", "next_frame_mse"}, "final_val": {...}}},
-                         "baselines": {"copy_last" | "context_mean": {"whole" | "changed": {...}}}}},
-     "variants": {"<name>": {"overrides": {field: value}, "runs": {"<seed>": {"models": {"Transformer": ...}}}}},
-     "memory": {"config": {...}, "runs": {"<seed>": {"train_seed", "seconds", "loads": {load: {...}}}}}}
-
-A variant (the 2-layer ablation "tf2") retrains only the Transformer with the same budget; it is
-compared with the default RSSM of the same seed (`variant_runs`), whose weights cannot depend on
-the Transformer's fields (config.BACKBONE_FIELDS). "memory" holds the cue-recall runs
-(runs/cue_recall.py) of each training seed.
+`python -m wmhelpers seeds` (runs/train_seeds.py) writes `checkpoints/p04_seeds.json` (its format:
+the README). A variant (the 2-layer ablation "tf2") retrains only the Transformer and is compared
+with the default RSSM of the same seed (`variant_runs`), whose weights cannot depend on the
+Transformer's fields (config.BACKBONE_FIELDS).
 
 This module reads that file and computes over it: each seed's record, the spread over seeds
 (stats.interval), the seed table. It trains nothing.
@@ -44,11 +30,6 @@ from .stats import interval
 SEEDS_VERSION = 2
 
 
-def _val_curve(history: dict) -> dict:
-    return {"step": history.get("step", []), "loss": history.get("val", {}).get("total", []),
-            "next_frame_mse": history.get("val_next_frame_mse", [])}
-
-
 def seed_record(results: dict, histories: dict) -> dict:
     """What the seeds file keeps of one seed's evaluation: summaries per curve, no raw arrays."""
     models = {}
@@ -59,7 +40,9 @@ def seed_record(results: dict, histories: dict) -> dict:
             "ms_per_step": h.get("ms_per_step"), "train_seconds": h.get("train_seconds"),
             "device": h.get("device"), "device_record": h.get("device_record"),
             "precision": h.get("precision", "fp32"),
-            "val_curve": _val_curve(h), "final_val": {k: v[-1] for k, v in h.get("val", {}).items()},
+            "val_curve": {"step": h.get("step", []), "loss": h.get("val", {}).get("total", []),
+                          "next_frame_mse": h.get("val_next_frame_mse", [])},
+            "final_val": {k: v[-1] for k, v in h.get("val", {}).items()},
         }
     return {"models": models, "baselines": plain(results["baselines"])}
 
@@ -127,16 +110,11 @@ def merge(results: dict, histories: dict, cfg: ExperimentConfig, doc: dict | Non
     """The seeds the verdict is decided over, merged once: {"runs": {seed: run} (the seeds file when
     its configuration and precision match this run's, with THIS run as its own seed), "borrowed":
     the file or None, "differences": why it was not borrowed, "shipped": the file's own entry for
-    this run's seed (shown beside it, not in the verdict), "doc": the file as read}."""
+    this run's seed (shown beside it, not in the verdict)}."""
     differences = config_differences(doc, cfg) if doc else ["no seeds file"]
     borrowed = None if differences else doc
     return {"runs": seed_runs(borrowed, seed_record(results, histories), cfg.train_seed), "borrowed": borrowed,
-            "differences": differences, "shipped": shipped_run(borrowed, cfg.train_seed), "doc": doc}
-
-
-def shipped_run(doc: dict | None, seed) -> dict | None:
-    """The seeds file's own entry for `seed` (shown beside this run's, labelled as shipped)."""
-    return (doc or {}).get("runs", {}).get(str(seed))
+            "differences": differences, "shipped": (borrowed or {}).get("runs", {}).get(str(cfg.train_seed))}
 
 
 def variant_runs(doc: dict | None, variant: str, default_runs: dict) -> dict:

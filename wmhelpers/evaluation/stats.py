@@ -68,13 +68,9 @@ def decide(mean: float, half_width: float) -> int:
 
     With one value there is no spread (half_width NaN), which is always 0. Words are chosen
     from the direction by the reader (verdict.WORDS), never compared as strings."""
-    if math.isnan(half_width):
+    if math.isnan(half_width) or abs(mean) <= half_width:  # 0 inside the interval (or no interval)
         return 0
-    if mean - half_width > 0:
-        return 1
-    if mean + half_width < 0:
-        return -1
-    return 0
+    return 1 if mean > 0 else -1
 
 
 def over_seeds(values) -> dict:

@@ -1,19 +1,11 @@
 """The conclusion, written by the run: facts computed once from the merged seeds -> one paragraph.
 
-Every number and verdict in the notebook's conclusion comes from here, so a re-run on another
-machine (another CPU, a GPU, smoke mode) states what THAT run measured.
-
-One rule decides every comparison (stats.decide on a 95 % t-interval): +1 when the interval lies
-wholly above 0, -1 wholly below, 0 when it holds 0 ("cannot be told apart"). The facts keep that
-direction; WORDS turns a direction into words, and nothing compares words.
-- lead: the seed-by-seed difference Transformer - RSSM at each horizon, over the training seeds
-  (seeds.merge: the seeds file with this run as its own seed). With one seed there is no training
-  spread, and the single run's paired window CI is used instead, labelled "windows".
-- baselines: model - baseline, seed by seed (latent-hold is each model's own; copy-last and
-  context-mean are model-free).
-- reward: AUPRC - event rate, MSE - MSE of predicting 0, MSE - MSE of predicting the mean.
-- ablation: the 2-layer Transformer - RSSM at h = 1.
-Section 5's cost and Section 6's memory and Markov facts are added by their own functions.
+One rule decides every comparison (stats.decide on a 95 % t-interval over training seeds, or over
+this run's windows when there is no seed spread): +1 when the interval lies wholly above 0, -1
+wholly below, 0 when it holds 0 ("cannot be told apart"). The facts keep that direction; WORDS
+turns it into words, and nothing compares words. Compared: Transformer - RSSM per horizon (lead),
+each model - each baseline, the reward heads against constants, the 2-layer ablation; Sections 5
+and 6 add the cost and the memory facts.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
-"""Wall clock only between runs on the same device.
-
-A CPU step time differs 2x between CPU models (and with the thread count), and a GPU step is
-10-20x faster, so the training-efficiency plot may only put two runs on one time axis when both
-were trained on the same kind of device (device.same_device). The Transformer is always trained
-in the notebook, on this device; the RSSM comes from a checkpoint that may have been trained
-elsewhere. Then:
-
-- on a GPU, the RSSM is trained here with the same budget (cheap there): `load_or_train(...,
-  train_here_if_foreign=True)` in runs/checkpoints.py;
-- otherwise its curve is kept per gradient step, and for the time axis it is PROJECTED: a short
-  burst of RSSM training steps is timed on this device and the checkpoint's steps are placed at
-  that pace. The projected curve says so in its legend, and the conclusion compares it as such.
+"""Wall clock only between runs on the same device (device.same_device): CPU step times differ 2x
+between CPU models and with the thread count, and a GPU step is 10-20x faster. The Transformer is
+trained in the notebook, here; the RSSM comes from a checkpoint that may have been trained
+elsewhere. Then on a GPU it is retrained here (cheap there: `load_or_train(...,
+train_here_if_foreign=True)`); otherwise its curve is PROJECTED onto this device's time axis from a
+short burst of RSSM steps timed here, and says so. Also Section 5's answer on attention's cost.
 """
 
 from __future__ import annotations

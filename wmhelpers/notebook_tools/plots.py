@@ -507,14 +507,18 @@ def _final_by_seed(runs: dict, load: str, cond: str, part: str = "memory") -> np
     return np.array([r["loads"][load]["models"][cond][part][-1] for r in runs.values()])  # [seeds, gaps]
 
 
+def _load_panels(runs: dict, height: float):
+    """One panel per cue-recall load: (fig, [(ax, load, info), ...]) with info the first run's record."""
+    loads = next(iter(runs.values()))["loads"]
+    fig, axes = _figure(10.0, height, ncols=len(loads))
+    return fig, [(axes[0, j], load, info) for j, (load, info) in enumerate(loads.items())]
+
+
 def memory_recall(runs: dict, window_steps: int) -> Figure:
     """Recall against the gap, one panel per load: per condition the mean over seeds (line), each
     seed's score (small points), the control (dashed: the cue shown again), the measured chance."""
-    first = next(iter(runs.values()))
-    loads = list(first["loads"])
-    fig, axes = _figure(10.0, 3.6, ncols=len(loads))
-    for j, load in enumerate(loads):
-        ax, info = axes[0, j], first["loads"][load]
+    fig, panels = _load_panels(runs, 3.6)
+    for ax, load, info in panels:
         gaps = np.asarray(info["gaps"], dtype=float)
         for k, cond in enumerate(info["models"]):
             color, marker = MEMORY_STYLE.get(cond, ("0.3", "o"))
@@ -532,7 +536,7 @@ def memory_recall(runs: dict, window_steps: int) -> Figure:
         ax.set_ylim(0, 1.02)
         ax.set_title(LOAD_WORDS.get(load, load), fontsize=9)
         ax.grid(alpha=0.3)
-    _legend_below(fig, axes[0, 0], ncols=3)
+    _legend_below(fig, panels[0][0], ncols=3)
     fig.suptitle(f"{len(runs)} seed(s): line = mean, points = each seed", fontsize=10)
     return fig
 
@@ -541,11 +545,8 @@ def memory_learning(runs: dict, window_steps: int, budget: dict | None = None) -
     """Learning curves, one panel per load: recall (memory condition) averaged over the gaps beyond
     the main window against training steps; thick: mean over seeds, thin: each seed. budget:
     {load: steps} drawn as a vertical line (e.g. the notebook's budget on longer runs)."""
-    first = next(iter(runs.values()))
-    loads = list(first["loads"])
-    fig, axes = _figure(10.0, 3.4, ncols=len(loads))
-    for j, load in enumerate(loads):
-        ax, info = axes[0, j], first["loads"][load]
+    fig, panels = _load_panels(runs, 3.4)
+    for ax, load, info in panels:
         beyond = [i for i, g in enumerate(info["gaps"]) if g > window_steps]
         for cond in info["models"]:
             color, marker = MEMORY_STYLE.get(cond, ("0.3", "o"))
@@ -564,5 +565,5 @@ def memory_learning(runs: dict, window_steps: int, budget: dict | None = None) -
         ax.set_ylim(0, 1.02)
         ax.set_title(load, fontsize=10)
         ax.grid(alpha=0.3)
-    _legend_below(fig, axes[0, 0], ncols=4)
+    _legend_below(fig, panels[0][0], ncols=4)
     return fig
