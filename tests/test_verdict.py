@@ -17,6 +17,7 @@ from wmhelpers.evaluation.verdict import (
     pair_facts,
     reward_constant_mse,
     reward_facts,
+    section6_facts,
     show_conclusion,
 )
 
@@ -63,7 +64,7 @@ def _d(mean, ci):
     return {"mean": mean, "ci": ci, "n": 3, "direction": stats.decide(mean, ci), "basis": "seeds"}
 
 
-def _facts(whole, changed, motion=(1.0, 1.0), cost_ratio=1.17, markov_db=0.13, memory=None):
+def _facts(whole, changed, motion=(1.0, 1.0), cost_ratio=1.17, markov_db=0.13, loads=None):
     """Facts with given (mean, ci) of Transformer - RSSM per horizon, each model's changed-pixel margin
     over its own latent-hold, a cost ratio (None: two devices), the Markov check's largest move."""
     def margins(m):
@@ -76,8 +77,9 @@ def _facts(whole, changed, motion=(1.0, 1.0), cost_ratio=1.17, markov_db=0.13, m
             "lead": {"whole": {h: _d(*v) for h, v in whole.items()},
                      "changed": {h: _d(*v) for h, v in changed.items()}},
             "baselines": {"RSSM": margins(motion[0]), "Transformer": margins(motion[1])},
-            "markov": {"k_ref": 8, "max_abs_db": markov_db},
-            "memory": memory,
+            **section6_facts({"ks": [1, 2, 4], "longest": 8, "models": {"RSSM": {"upper": [markov_db, 0.0, 0.0]},
+                                                                      "Transformer": {"upper": [0.01, 0.0, 0.0]}}},
+                             loads, "the notebook's budget"),
             "cost": {"same_device": cost_ratio is not None, "projected": True, "device": "cpu: Test CPU, 2 threads",
                      "ms_per_step": {"RSSM": 400.0, "Transformer": 468.0}, "ratio": cost_ratio}}
 
@@ -92,7 +94,8 @@ def test_the_paragraph_is_one_paragraph_of_at_most_220_words_with_this_runs_numb
     assert text.startswith("Over 5 training seeds (this run is seed 0), the RSSM imagines better at h = 1 and 3 on "
                            "the whole frame (by 0.32 ± 0.19 dB at h = 1) and at h = 1 on changed pixels (by 0.32 ± "
                            "0.18 dB); at every other horizon the two cannot be told apart.")
-    assert "Both learned motion" in text and "at most 0.13 dB" in text and "costs 1.17× the RSSM's" in text
+    assert "Both learned motion" in text and "lose at most 0.13 dB (RSSM) and 0.01 dB (Transformer)" in text
+    assert "costs 1.17× the RSSM's" in text
     assert "small, short-range difference" in text
     shown = show_conclusion(_facts(*RSSM_EARLY))
     assert isinstance(shown, Conclusion) and repr(shown) == text == shown._repr_markdown_()
@@ -104,15 +107,27 @@ def test_the_paragraph_follows_other_numbers():
     assert "the Transformer imagines better at h = 1 and 3 on the whole frame" in text
     assert "the RSSM imagines" not in text
     assert "Only the Transformer learned motion" in text and "costs 0.80× the RSSM's" in text
-    assert "at most 1.40 dB" in text and "the backbone matters here beyond the first steps" in text
+    assert "at most 1.40 dB (RSSM)" in text and "the backbone matters here beyond the first steps" in text
     ties = {h: (0.05, 0.2) for h in (1, 3, 5, 10)}
     text = conclusion_markdown(_facts(ties, ties, motion=(-1.0, -1.0), cost_ratio=None))
     assert "neither world model imagines better at any horizon scored (the largest difference is 0.05" in text
     assert "Neither beats its own latent-hold" in text and "wall clocks are not compared" in text
     assert "makes no difference" in text
-    memory = {"sentence": "Memory says X.", "attention_recalls_more": True}
-    text = conclusion_markdown(_facts(*RSSM_EARLY, memory=memory))
-    assert "Memory says X." in text and "the Transformer's edge only where a task must carry the distant past" in text
+    def load(backbone, window, rising=0.0):
+        return {"beyond": [20, 24], "n_seeds": 5, "backbone": _d(*backbone), "window": _d(*window),
+                "still_rising": {"RSSM": _d(rising, 0.01)}}
+
+    loads = {"identify": load((0.0, 0.1), (0.5, 0.1)), "copy": load((0.2, 0.05), (0.0, 0.1), rising=0.1)}
+    text = conclusion_markdown(_facts(*RSSM_EARLY, loads=loads))
+    assert ("Carrying a cue past the main window (gaps 20, 24; 5 seeds, the notebook's budget, curves still rising): "
+            "identifying a cue, the GRU and full-window attention cannot be told apart (0.00 ± 0.10) and the main "
+            "model's window costs recall; copying a whole frame, full-window attention recalls more than the GRU "
+            "(0.20 ± 0.05) and the window costs nothing measurable.") in text
+    assert "the Transformer's edge only where a task must carry the distant past" in text
+    loads["copy"] = load((-0.2, 0.05), (0.0, 0.1))
+    text = conclusion_markdown(_facts(*RSSM_EARLY, loads=loads))
+    assert "the GRU recalls more than full-window attention" in text and "curves still rising" not in text
+    assert "the Transformer's edge" not in text
 
 
 def test_reward_constant_is_the_mean_squared_reward():

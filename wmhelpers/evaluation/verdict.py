@@ -26,6 +26,10 @@ WORDS = {
     "baseline": {1: "beats", -1: "falls below", 0: "cannot be told apart from"},
     "level": {1: "above", -1: "below", 0: "cannot be told apart from"},
     "mark": {1: "▲", -1: "▼", 0: "="},
+    "backbone": {1: "full-window attention recalls more than the GRU", -1: "the GRU recalls more than full-window "
+                 "attention", 0: "the GRU and full-window attention cannot be told apart"},
+    "window": {1: "the main model's window costs recall", -1: "the window helps",
+               0: "the window costs nothing measurable"},
 }
 
 
@@ -166,15 +170,38 @@ def motion_clause(f: dict) -> str:
             f"latent-hold{f' at {_hs(hs)}' if hs else ''}.")
 
 
-def markov_clause(markov: dict | None) -> str:
-    if not markov:
+def markov_clause(mk: dict | None) -> str:
+    """Section 6's Markov check (memory_verdict.markov_facts): the most either model loses, at the
+    upper end of its 95 % band, when it sees fewer real frames than the longest context."""
+    if not mk:
         return ""
-    return (f"Boxing itself asks for little memory: with fewer than {markov['k_ref']} real context frames "
-            f"imagination changes by at most {markov['max_abs_db']:.2f} dB.")
+    worst = " and ".join(f"{max(m['upper']):.2f} dB ({name})" for name, m in mk["models"].items())
+    return (f"With fewer than {mk['longest']} real context frames, these trained models lose at most {worst}: "
+            "they make little use of the older past.")
 
 
 def memory_clause(memory: dict | None) -> str:
-    return memory.get("sentence", "") if memory else ""
+    """Section 6's cue recall beyond the main window (memory_verdict.conclusion_facts per load, and
+    the budget they were read at): the backbone's part and the window's part, each decided across seeds."""
+    if not memory:
+        return ""
+    loads = memory["loads"]
+    f0 = next(iter(loads.values()))
+    rising = any(d["direction"] > 0 for f in loads.values() for d in f["still_rising"].values())
+    bits = [f"{'identifying a cue' if load == 'identify' else 'copying a whole frame'}, "
+            f"{WORDS['backbone'][f['backbone']['direction']]} ({_pm(f['backbone'], '')}) and "
+            f"{WORDS['window'][f['window']['direction']]}"
+            for load, f in loads.items()]
+    return (f"Carrying a cue past the main window (gaps {', '.join(map(str, f0['beyond']))}; {f0['n_seeds']} seeds, "
+            f"{memory['budget']}{', curves still rising' if rising else ''}): " + "; ".join(bits) + ".")
+
+
+def section6_facts(markov: dict | None, loads: dict | None, budget: str) -> dict:
+    """The conclusion's Section 6 facts: the Markov check, the cue recall per load and its budget."""
+    flat = bool(markov) and max(max(m["upper"]) for m in markov["models"].values()) < 0.5
+    pays = bool(loads) and any(f["backbone"]["direction"] > 0 for f in loads.values())
+    return {"markov": markov, "memory": {"loads": loads, "budget": budget} if loads else None,
+            "markov_flat": flat, "attention_recalls_more": pays}
 
 
 def cost_clause(c: dict | None, a: str = "RSSM", b: str = "Transformer") -> str:
@@ -190,8 +217,7 @@ def synthesis(f: dict) -> str:
     """The sentence that draws the verdicts together, chosen by what they say."""
     late = [d["direction"] for m in f["lead"].values() for h, d in m.items() if h >= 5]
     early_lead = any(d["direction"] for m in f["lead"].values() for h, d in m.items() if h < 5)
-    flat = bool(f.get("markov")) and f["markov"]["max_abs_db"] < 0.5
-    attention_pays = bool(f.get("memory")) and f["memory"].get("attention_recalls_more", False)
+    flat, attention_pays = f.get("markov_flat", False), f.get("attention_recalls_more", False)
     if not any(late) and flat:
         where = (" and show the Transformer's edge only where a task must carry the distant past"
                  if attention_pays else "")
