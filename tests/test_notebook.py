@@ -86,6 +86,19 @@ def test_check_names_each_problem(tmp_path, capsys):
     assert "problem" in capsys.readouterr().out
 
 
+def test_check_flags_wide_printed_lines_and_a_conclusion_that_is_not_one_short_paragraph(tmp_path):
+    cells = _good_cells()
+    cells[0].outputs.append(nbformat.v4.new_output("stream", name="stdout", text="x" * 111 + "\n" + "y" * 110))
+    p = tmp_path / "wide.ipynb"
+    nbformat.write(_nb(cells), p)
+    assert check_notebook(p) == ["code cell 1 prints 1 line(s) over 110 characters"]
+    for text in (" ".join(["word"] * 221), " ".join(["word"] * 40) + "\n\n" + " ".join(["word"] * 40)):
+        cells = _good_cells()
+        cells[-1].source = text
+        nbformat.write(_nb(cells), p)
+        assert any("conclusion" in x for x in check_notebook(p))
+
+
 def test_check_flags_unexecuted_cells(tmp_path):
     cells = _good_cells()
     cells[1].execution_count = None

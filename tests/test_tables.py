@@ -123,3 +123,18 @@ def test_difference_tables_carry_the_ceiling_gap_and_their_own_titles():
     assert main.title != ablation.title and ablation.title == "2-layer ablation − RSSM"
     gap = [r for r in main.rows if r and r[0] == "ceiling gap"][0]
     assert [round(v, 6) for v in gap[1:]] == [-0.2] * 8 and "ceiling gap" in main.caption
+
+
+def test_memory_table_marks_each_comparison():
+    def d(mean, direction):
+        return {"mean": mean, "ci": 0.1, "n": 5, "direction": direction}
+
+    summary = {"copy": {"metric": "match", "gaps": [2, 20], "chance": 0.3, "conditions": {
+        "RSSM": {"memory": [d(0.8, 1), d(0.5, 1)], "minus_chance": [d(0.5, 1), d(0.2, 1)],
+                 "minus_control": [d(0.0, 0), d(-0.3, -1)]},
+        "Transformer, full window": {"memory": [d(0.9, 1), d(0.8, 1)], "minus_chance": [d(0.6, 1), d(0.5, 1)],
+                                     "minus_control": [d(0.0, 0), d(0.0, 0)],
+                                     "minus_rssm": [d(0.1, 0), d(0.3, 1)]}}}}
+    t = tables.memory_table(summary, "copy")
+    assert t.rows == [["RSSM", "0.80 ▲=", "0.50 ▲▼"], ["Transformer, full window", "0.90 ▲==", "0.80 ▲=▲"]]
+    assert "5 seeds" in t.caption and "0.30" in t.caption and _width(str(t)) <= 110

@@ -23,6 +23,7 @@ from .progress import LIVE_ENV, LIVE_MARK
 
 DELIVERABLE_TAGS = ("figure-psnr", "figure-gap", "figure-efficiency", "figure-filmstrip", "figure-attention-cost",
                     "figure-markov", "figure-memory")
+PRINT_WIDTH = 110  # characters: a printed line this wide fits a 1000 px page
 MIN_CONCLUSION_WORDS = 60
 
 
@@ -50,6 +51,10 @@ def check_notebook(path) -> list[str]:
             if "application/vnd.jupyter.widget-view+json" in data and not ({"text/plain", "image/png"} & set(data) - {
                     "application/vnd.jupyter.widget-view+json"}):
                 problems.append(f"code cell {i + 1} has a widget-only output (not readable in a static render)")
+        long = [x for o in outputs if o.get("output_type") == "stream" for x in "".join(o["text"]).splitlines()
+                if len(x) > PRINT_WIDTH]
+        if long:  # a printed line wider than a 1000 px page wraps or scrolls
+            problems.append(f"code cell {i + 1} prints {len(long)} line(s) over {PRINT_WIDTH} characters")
         has_image = any("image/png" in o.get("data", {}) for o in outputs)
         for tag in cell.get("metadata", {}).get("tags", []):
             if tag in DELIVERABLE_TAGS:
@@ -63,8 +68,11 @@ def check_notebook(path) -> list[str]:
     conclusion = [conclusion_text(c) for c in cells if "conclusion" in c.get("metadata", {}).get("tags", [])]
     if not conclusion:
         problems.append("no cell tagged 'conclusion'")
-    elif len(conclusion[0].split()) < MIN_CONCLUSION_WORDS or "TODO" in conclusion[0]:
-        problems.append(f"the conclusion is empty or unfinished ({len(conclusion[0].split())} words)")
+    elif not MIN_CONCLUSION_WORDS <= len(conclusion[0].split()) <= 220 or "TODO" in conclusion[0]:
+        problems.append(f"the conclusion is not one finished paragraph of at most 220 words "
+                        f"({len(conclusion[0].split())} words)")
+    elif "\n" in conclusion[0].strip():
+        problems.append("the conclusion is more than one paragraph")
     return problems
 
 

@@ -294,3 +294,19 @@ def reward_table(runs: dict, names=("RSSM", "Transformer")) -> Table:
                     "scored, and their checkpoints are not shipped, so they cannot be scored here.")
     return Table(["seed", "model", "events", "AUPRC", "MSE", "MSE of 0", "MSE of mean"], rows, left=2, fmt="{:.4f}",
                  title="Reward heads per seed, on the evaluation windows' steps", caption=caption)
+
+
+def memory_table(summary: dict, load: str) -> Table:
+    """One cue-recall load decided across seeds (memory_verdict.summary): per learner and gap the mean
+    score with three marks, against chance, against its own control and against the RSSM."""
+    from .verdict import WORDS
+
+    s, mark = summary[load], WORDS["mark"]
+    rows = [[cond] + [f"{d['memory'][i]['mean']:.2f} " + "".join(
+        mark[x[i]["direction"]] for x in (d["minus_chance"], d["minus_control"], d.get("minus_rssm")) if x)
+        for i in range(len(s["gaps"]))] for cond, d in s["conditions"].items()]
+    n = next(iter(s["conditions"].values()))["memory"][0]["n"]
+    return Table(["learner"] + [f"gap {g}" for g in s["gaps"]], rows, title=f"Cue recall, {load}: {s['metric']}",
+                 caption=f"mean over {n} seeds; marks, in order: against chance ({s['chance']:.2f}), against the "
+                         "learner's own control (cue shown again), against the RSSM: ▲ above, ▼ below, = cannot be "
+                         "told apart (95 % t-interval over seeds).")
