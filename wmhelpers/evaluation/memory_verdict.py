@@ -32,7 +32,7 @@ def long_runs(seeds_doc: dict | None) -> dict:
     return seed_runs(None, section={"runs": ((seeds_doc or {}).get("memory_long") or {}).get("runs", {})})
 
 
-def _final(runs: dict, load: str, cond: str, part: str = "memory") -> np.ndarray:
+def final_scores(runs: dict, load: str, cond: str, part: str = "memory") -> np.ndarray:
     """[seeds, gaps]: the score after training."""
     return np.array([r["loads"][load]["models"][cond][part][-1] for r in runs.values()], dtype=float)
 
@@ -53,15 +53,15 @@ def summary(runs: dict) -> dict:
     out = {}
     for load, info in first["loads"].items():
         chance = np.array([r["loads"][load]["chance"] for r in runs.values()])[:, None]
-        rssm = _final(runs, load, RSSM)
+        rssm = final_scores(runs, load, RSSM)
         conds = {}
         for cond in info["models"]:
-            mem, ctl = _final(runs, load, cond), _final(runs, load, cond, "control")
+            mem, ctl = final_scores(runs, load, cond), final_scores(runs, load, cond, "control")
             parts = {"memory": mem, "control": ctl, "minus_chance": mem - chance, "minus_control": mem - ctl}
             if cond != RSSM:
                 parts["minus_rssm"] = mem - rssm
             conds[cond] = {k: [_rule(v[:, i]) for i in range(v.shape[1])] for k, v in parts.items()}
-        window = _final(runs, load, FULL) - _final(runs, load, MAIN)
+        window = final_scores(runs, load, FULL) - final_scores(runs, load, MAIN)
         out[load] = {"metric": info["metric"], "gaps": info["gaps"], "chance": float(chance.mean()),
                      "conditions": conds, "full_minus_main": [_rule(window[:, i]) for i in range(window.shape[1])]}
     return out
@@ -88,7 +88,7 @@ def conclusion_facts(runs: dict, window_steps: int) -> dict:
         chance = np.array([r["loads"][load]["chance"] for r in runs.values()])
 
         def far(cond, part="memory"):
-            return _final(runs, load, cond, part)[:, beyond].mean(1)
+            return final_scores(runs, load, cond, part)[:, beyond].mean(1)
 
         def rise(cond):
             curves = [r["loads"][load]["models"][cond]["memory"] for r in runs.values()]

@@ -12,6 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from ..evaluation.memory_verdict import final_scores
 from ..models.masking import attention_mask
 
 MODEL_COLORS = {"RSSM": "tab:blue", "Transformer": "tab:orange"}
@@ -303,72 +304,49 @@ def _plain_log_ticks(ax, axis: str = "y") -> None:
 
 
 # The two validation metrics of Section 5: (history key, y-axis label)
-EFFICIENCY_METRICS = (
-    (("val", "total"), "validation loss (the model's own total)"),
-    (("val_next_frame_mse",), "validation next-frame MSE (per pixel)"),
+EFFICIENCY_METRICS = (  # (how to read it from a history, its axis label)
+    (lambda h: h["val"]["total"], "validation loss (the model's own total)"),
+    (lambda h: h["val_next_frame_mse"], "validation next-frame MSE (per pixel)"),
 )
 
 
 def efficiency(histories: dict) -> Figure:
     """Validation loss (top) and the architecture-neutral next-frame MSE (bottom), vs training
-    wall-clock (left) and vs gradient step (right). Each legend entry names its device by a short
-    tag (device_tags), the caption line under the figure the full names: wall clocks only compare
-    on the same device.
+    wall-clock (left) and vs gradient step (right). Legends name each device by a short tag
+    (device_tags) and one caption line the full names: wall clocks only compare on one device.
 
-    The validation loss is what each model's training minimises, but each model's loss is its own
-    objective (the RSSM's prior and the Transformer's next-token head are different predictors),
-    so the next-frame MSE, which decodes one-step predictions the same way for both, is shown beside it.
-
-    A history made by `wallclock.project` (it has "projected_from": a checkpoint trained on another
-    machine, placed on this device's time axis from a short timing burst here) is drawn dashed and
-    labelled projected. The step-0 record is left out: the untrained loss is ~100x the rest and would
-    flatten every curve that matters against the bottom of the axes.
+    Each model's loss is its own objective (the RSSM's prior and the Transformer's next-token head
+    are different predictors), so the next-frame MSE, which decodes one-step predictions the same way
+    for both, is shown beside it. A history made by `wallclock.project` (trained on another machine,
+    placed on this device's time axis from a burst timed here) is drawn dashed and labelled projected.
+    The step-0 record is left out: the untrained loss is ~100x the rest and would flatten the curves.
     """
     tags = device_tags(histories)
     fig, axes = _figure(10.0, 6.6, ncols=2, nrows=2)
     for name, h in histories.items():
-        c = MODEL_COLORS.get(name)
-        first = 1 if h["step"] and h["step"][0] == 0 else 0
-        steps = np.asarray(h["step"][first:], dtype=float)
-        wall = np.asarray(h["wall_seconds"][first:], dtype=float)
         here = tags[_device_label(h)]
-        trained_on = tags[_device_label(h["projected_from"])] if "projected_from" in h else here
-        for row, (key, _) in enumerate(EFFICIENCY_METRICS):
-            y = h
-            for k in key:
-                y = y.get(k, {}) if isinstance(y, dict) else {}
-            if not isinstance(y, list) or not y:
-                continue
-            y = y[first:]
-            if "projected_from" in h:
-                axes[row, 0].plot(wall, y, color=c, ls="--", marker=".",
-                                  label=f"{name}, projected onto {here}: {h['ms_per_step']:.0f} ms/step")
-            else:
-                axes[row, 0].plot(wall, y, color=c, marker=".", label=f"{name} ({here})")
-            axes[row, 1].plot(steps, y, color=c, marker=".", label=f"{name} (trained on {trained_on})")
-    for row, (_, ylabel) in enumerate(EFFICIENCY_METRICS):
-        for col, xlabel in enumerate(("training wall-clock (s, validation excluded)", "gradient step")):
-            ax = axes[row, col]
-            ax.set_yscale("log")
-            ax.set_xlabel(xlabel, fontsize=9)
-            ax.set_ylabel(ylabel, fontsize=8)
-            ax.grid(alpha=0.3, which="both")
-            if ax.lines:
+        projected = "projected_from" in h
+        trained_on = tags[_device_label(h["projected_from"])] if projected else here
+        first = 1 if h["step"][0] == 0 else 0
+        for row, (read, ylabel) in enumerate(EFFICIENCY_METRICS):
+            y, style = read(h)[first:], dict(color=MODEL_COLORS.get(name), marker=".")
+            label = f"{name}, projected onto {here}: {h['ms_per_step']:.0f} ms/step" if projected else \
+                f"{name} ({here})"
+            axes[row, 0].plot(h["wall_seconds"][first:], y, ls="--" if projected else "-", label=label, **style)
+            axes[row, 1].plot(h["step"][first:], y, label=f"{name} (trained on {trained_on})", **style)
+            for col, xlabel in enumerate(("training wall-clock (s, validation excluded)", "gradient step")):
+                ax = axes[row, col]
+                ax.set(yscale="log", xlabel=xlabel, ylabel=ylabel)
+                ax.grid(alpha=0.3, which="both")
                 _plain_log_ticks(ax)
     for col in range(2):  # one legend per column, under it: never over a point (both rows share the labels)
-        handles, labels = [], []
-        for ax in axes[:, col]:
-            for h, label in zip(*ax.get_legend_handles_labels()):
-                if label not in labels:
-                    handles.append(h)
-                    labels.append(label)
-        if handles:
-            axes[1, col].legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2),
-                                ncols=1, frameon=False)
+        labels = dict(zip(*reversed(axes[1, col].get_legend_handles_labels())))
+        axes[1, col].legend(labels.values(), labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                            frameon=False)
     axes[0, 0].set_title("same budget, vs time", fontsize=10)
     axes[0, 1].set_title("same budget, vs gradient step", fontsize=10)
-    caption = "; ".join(f"{tag} = {full}" for full, tag in tags.items())
-    fig.supxlabel(textwrap.fill(caption, 150), fontsize=8, ha="left", x=0.01)
+    fig.supxlabel(textwrap.fill("; ".join(f"{tag} = {full}" for full, tag in tags.items()), 150), fontsize=8,
+                  ha="left", x=0.01)
     return fig
 
 
@@ -503,10 +481,6 @@ def markov_gain(markov: dict) -> Figure:
     return fig
 
 
-def _final_by_seed(runs: dict, load: str, cond: str, part: str = "memory") -> np.ndarray:
-    return np.array([r["loads"][load]["models"][cond][part][-1] for r in runs.values()])  # [seeds, gaps]
-
-
 def _load_panels(runs: dict, height: float):
     """One panel per cue-recall load: (fig, [(ax, load, info), ...]) with info the first run's record."""
     loads = next(iter(runs.values()))["loads"]
@@ -522,7 +496,7 @@ def memory_recall(runs: dict, window_steps: int) -> Figure:
         gaps = np.asarray(info["gaps"], dtype=float)
         for k, cond in enumerate(info["models"]):
             color, marker = MEMORY_STYLE.get(cond, ("0.3", "o"))
-            mem, ctl = _final_by_seed(runs, load, cond), _final_by_seed(runs, load, cond, "control")
+            mem, ctl = final_scores(runs, load, cond), final_scores(runs, load, cond, "control")
             x = gaps + (k - 1) * 0.35  # side by side, so the seeds' points do not hide each other
             ax.scatter(np.repeat(x[None], len(mem), 0), mem, s=9, color=color, alpha=0.45, lw=0)
             ax.plot(x, mem.mean(0), color=color, marker=marker, label=cond)
