@@ -1,12 +1,9 @@
 """The Markov check (Section 6): how much PSNR do the trained world models gain from real frames
-older than the last K?
-
-Each model observes only the last K of the context frames, then imagines with the real actions as
-in Section 4. (Cutting the Transformer's per-layer attention window instead would not cut its past:
-each layer reads the previous layer's outputs, which already looked a window further back.) A
-window's score is its whole-frame PSNR averaged over `horizons`; the answer is the per-window
-change against the longest K, with its 95 % t-interval over windows. It speaks about these trained
-models: what they gain from older frames, not whether the game itself has a longer memory.
+older than the last K? Each model observes only the last K context frames, then imagines with the
+real actions as in Section 4; a window's score is its whole-frame PSNR averaged over `horizons`, and
+the answer is the per-window change against the longest K with its 95 % t-interval over windows: a
+statement about these trained models, not about the game. (Cutting the attention window would not
+cut the past: each layer reads the previous layer's outputs, which looked a window further back.)
 """
 
 from __future__ import annotations

@@ -101,6 +101,17 @@ def seed_runs(doc: dict | None, this_run: dict | None = None, this_seed=None, se
     return sorted_runs(runs)
 
 
+def memory_runs(this_run: dict | None, doc: dict | None, section: str = "memory") -> dict:
+    """{seed: cue-recall run} of the seeds file's `section` ("memory"; "memory_long": three times the
+    budget), or {} where it was made with another cue-recall configuration than this_run's; with
+    this_run, that run joins as its own seed (doc: the borrowed seeds file, or None)."""
+    sec = (doc or {}).get(section) or {}
+    if this_run is not None and sec.get("config") != this_run["config"]:
+        sec = {}
+    seed = None if this_run is None else this_run["train_seed"]
+    return seed_runs(None, this_run, seed, section={"runs": sec.get("runs", {})})
+
+
 def sorted_runs(runs: dict) -> dict:
     """The runs in seed order (0, 1, 2, ... numerically), so rows and lines follow the seeds."""
     return dict(sorted(runs.items(), key=lambda kv: int(kv[0])))
