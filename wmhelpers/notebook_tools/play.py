@@ -31,8 +31,8 @@ from .plots import MODEL_COLORS
 SCALE = 4  # each 64x64 frame is drawn 256 x 256 (nearest neighbour: pixels stay pixels)
 MARGIN, GAP = 10, 14  # pixels around the image and between the panels
 TITLE_H, READOUT_H = 30, 72  # the title row above the frames, the readout rows below
-HINT = ("Click an action: the real game and both world models take it (re-sync restarts the models from "
-        "the last real frames). Playing needs a live kernel: in a static view (GitHub, a saved HTML page) "
+HINT = ("Click an action: the real game and both world models take it (re-sync restarts the models from\n"
+        "the last real frames). Playing needs a live kernel: in a static view (GitHub, a saved HTML page)\n"
         "open the notebook in Jupyter or Colab to play; there the panel is a figure of how the models drift.")
 
 
