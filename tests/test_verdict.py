@@ -122,15 +122,15 @@ def test_the_paragraph_follows_other_numbers():
 
     loads = {"identify": load((0.0, 0.1), (0.5, 0.1)), "copy": load((0.2, 0.05), (0.0, 0.1), rising=0.1)}
     text = conclusion_markdown(_facts(*RSSM_EARLY, loads=loads))
-    assert ("Carrying a cue past the main window (gaps 20, 24; 5 seeds, the notebook's budget, curves still rising): "
-            "identifying a cue, the GRU and full-window attention cannot be told apart (0.00 ± 0.10) and the main "
-            "model's window costs recall; copying a whole frame, full-window attention recalls more than the GRU "
-            "(0.20 ± 0.05) and the window costs nothing measurable.") in text
-    assert text.endswith("when a cue must be carried past the window, full-window attention recalls more than the GRU.")
+    assert ("Past the main window (gaps 20, 24; 5 seeds, the notebook's budget, some curves still rising), with "
+            "full-window attention: to identify a cue, the GRU and attention cannot be told apart (0.00 ± 0.10) and "
+            "the short window costs recall; to copy a whole frame, attention recalls more than the GRU (0.20 ± 0.05) "
+            "and the short window costs nothing measurable.") in text
+    assert text.endswith("when a cue must be carried past the window, attention recalls more than the GRU.")
     loads["copy"] = load((-0.2, 0.05), (0.0, 0.1))
     text = conclusion_markdown(_facts(*RSSM_EARLY, loads=loads))
-    assert "the GRU recalls more than full-window attention" in text and "curves still rising" not in text
-    assert text.endswith("when a cue must be carried past the window, the GRU recalls more than full-window attention.")
+    assert "the GRU recalls more than attention" in text and "curves still rising" not in text
+    assert text.endswith("when a cue must be carried past the window, the GRU recalls more than attention.")
     loads = {"identify": load((0.0, 0.1), (0.5, 0.1)), "copy": load((0.0, 0.05), (0.0, 0.1))}
     text = conclusion_markdown(_facts(*RSSM_EARLY, loads=loads))
     assert text.endswith("what decides is the window, not the backbone.")

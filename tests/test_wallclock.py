@@ -77,11 +77,14 @@ def test_the_attention_cost_answer_follows_the_sweep():
              "gru_ms": [50.5, 179.9, 574.5, 2144.7]}
     clock = {"Transformer": {"ms_per_step": 700.0}}
     text = attention_cost_sentence(sweep, clock, batch_size=16, seq_len=16)
-    assert text.startswith("At T = 16, attention's cost is not observable here")
-    assert "~13 % of its training step" in text and "from T = 256 on (665 against 574 ms)" in text
+    assert text.startswith("At T = 16, attention's cost is not observable in a training step")
+    assert "~13 % of it" in text and "-1 % of a step" in text and "from T = 256 on (665 against 574 ms)" in text
     sweep["transformer_ms"][0] = 120.0  # attention dearer at the training length by 2 x 69.5 ms = 20 % of a step
     text = attention_cost_sentence(sweep, clock, batch_size=16, seq_len=16)
-    assert "is observable here" in text and "from T = 256 on" in text  # 64 is cheaper again, so 256
+    assert "is observable in a training step" in text and "+20 % of a step" in text
+    assert "from T = 256 on" in text  # 64 is cheaper again, so 256
+    sweep["transformer_ms"] = [60.0, 200.0, 700.0, 5000.0]
+    assert "dearer backbone at every length timed" in attention_cost_sentence(sweep, clock, 16, 16)
     sweep["transformer_ms"] = [1.0, 2.0, 3.0, 4.0]
     assert "stays cheaper than the GRU up to T = 1024" in attention_cost_sentence(sweep, clock, 16, 16)
 

@@ -26,10 +26,10 @@ WORDS = {
     "baseline": {1: "beats", -1: "falls below", 0: "cannot be told apart from"},
     "level": {1: "above", -1: "below", 0: "cannot be told apart from"},
     "mark": {1: "▲", -1: "▼", 0: "="},
-    "backbone": {1: "full-window attention recalls more than the GRU", -1: "the GRU recalls more than full-window "
-                 "attention", 0: "the GRU and full-window attention cannot be told apart"},
-    "window": {1: "the main model's window costs recall", -1: "the window helps",
-               0: "the window costs nothing measurable"},
+    "backbone": {1: "attention recalls more than the GRU", -1: "the GRU recalls more than attention",
+                 0: "the GRU and attention cannot be told apart"},
+    "window": {1: "the short window costs recall", -1: "the short window helps",
+               0: "the short window costs nothing measurable"},
 }
 
 
@@ -183,12 +183,13 @@ def memory_clause(memory: dict | None) -> str:
     loads = memory["loads"]
     f0 = next(iter(loads.values()))
     rising = any(d["direction"] > 0 for f in loads.values() for d in f["still_rising"].values())
-    bits = [f"{'identifying a cue' if load == 'identify' else 'copying a whole frame'}, "
+    bits = [f"{'to identify a cue' if load == 'identify' else 'to copy a whole frame'}, "
             f"{WORDS['backbone'][f['backbone']['direction']]} ({_pm(f['backbone'], '')}) and "
             f"{WORDS['window'][f['window']['direction']]}"
             for load, f in loads.items()]
-    return (f"Carrying a cue past the main window (gaps {', '.join(map(str, f0['beyond']))}; {f0['n_seeds']} seeds, "
-            f"{memory['budget']}{', curves still rising' if rising else ''}): " + "; ".join(bits) + ".")
+    return (f"Past the main window (gaps {', '.join(map(str, f0['beyond']))}; {f0['n_seeds']} seeds, "
+            f"{memory['budget']}{', some curves still rising' if rising else ''}), with full-window attention: "
+            + "; ".join(bits) + ".")
 
 
 def section6_facts(markov: dict | None, loads: dict | None, budget: str) -> dict:
@@ -216,8 +217,8 @@ def synthesis(f: dict) -> str:
             "the backbone makes no difference we can measure")
     loads = ((f.get("memory") or {}).get("loads") or {}).values()
     seen = {k: {x[k]["direction"] for x in loads} for k in ("backbone", "window")}
-    memory = ("full-window attention recalls more than the GRU" if 1 in seen["backbone"] else
-              "the GRU recalls more than full-window attention" if -1 in seen["backbone"] else
+    memory = ("attention recalls more than the GRU" if 1 in seen["backbone"] else
+              "the GRU recalls more than attention" if -1 in seen["backbone"] else
               "what decides is the window, not the backbone" if 1 in seen["window"] else
               "neither the backbone nor the window decides")
     return (f"In short: on short windows of a reactive game {game}"

@@ -75,19 +75,19 @@ def attention_cost_sentence(sweep: dict, clock: dict, batch_size: int, seq_len: 
     (dynamics-only step times per length, Transformer and GRU, at the sweep's batch) and the full
     training steps of `clock` (ms_per_step per model, at `batch_size` and `seq_len`).
 
-    Observable at the training length when the Transformer's dynamics cost more than the GRU's by
-    more than 5 % of a full Transformer step; "from which T on": the first length from which the
-    Transformer's dynamics step stays slower than the GRU's."""
+    Observable when, at the training length, the Transformer's dynamics cost more than the GRU's by
+    more than 5 % of a full Transformer step; "from which T on": the first length from which its
+    dynamics step stays slower than the GRU's."""
     lens, tf, gru = sweep["seq_lens"], sweep["transformer_ms"], sweep["gru_ms"]
     i = lens.index(seq_len) if seq_len in lens else 0
     scale = batch_size / sweep["batch"]  # a step's cost grows about linearly with the batch
-    extra = scale * (tf[i] - gru[i]) / clock["Transformer"]["ms_per_step"]
-    share = scale * tf[i] / clock["Transformer"]["ms_per_step"]
-    seen = extra > 0.05
+    step = clock["Transformer"]["ms_per_step"]
+    extra = scale * (tf[i] - gru[i]) / step
     slower = [T for j, T in enumerate(lens) if all(tf[k] > gru[k] for k in range(j, len(lens)))]
-    where = (f"attention becomes the dearer backbone from T = {slower[0]} on ({tf[lens.index(slower[0])]:.0f} "
+    where = ("attention is the dearer backbone at every length timed" if slower and slower[0] == lens[0] else
+             f"attention becomes the dearer backbone from T = {slower[0]} on ({tf[lens.index(slower[0])]:.0f} "
              f"against {gru[lens.index(slower[0])]:.0f} ms)" if slower else
              f"attention stays cheaper than the GRU up to T = {lens[-1]}, the longest length timed")
-    return (f"At T = {lens[i]}, attention's cost is {'observable' if seen else 'not observable'} here: the "
-            f"Transformer's dynamics are ~{100 * share:.0f} % of its training step and cost "
-            f"{scale * (tf[i] - gru[i]):+.0f} ms against the GRU's; {where}.")
+    return (f"At T = {lens[i]}, attention's cost is {'observable' if extra > 0.05 else 'not observable'} in a training "
+            f"step: the Transformer's dynamics are ~{100 * scale * tf[i] / step:.0f} % of it, and they cost "
+            f"{100 * extra:+.0f} % of a step against the GRU's; {where}.")

@@ -53,11 +53,11 @@ class CueRecallConfig:
     copy_pool: int = 1024  # copy: held-out frames an evaluation cue is drawn from
     gaps: tuple[int, ...] = (2, 8, 14, 20, 24)  # 20 and 24 lie beyond the main window's 16 steps
     lead_in: int = 3  # ordinary frames before the earliest cue
-    # Budgets per load, the same for every condition: the notebook trains all six in about two minutes
-    # on 2 CPU cores (~45 ms a step at batch 8, 28 steps). Identify flattens within it; copy is still
-    # learning at the end (memory_verdict.conclusion_facts reports which curves still rise).
-    identify_steps: int = 250
-    copy_steps: int = 450
+    # Budgets per load, the same for every condition: the notebook trains all six in ~75 s on a 2-core
+    # AMD EPYC (AVX-512), within its 120 s; identify flattens near the end, copy is still learning
+    # (memory_verdict.conclusion_facts says which curves still rise; long() is where they flatten).
+    identify_steps: int = 150
+    copy_steps: int = 250
     batch_size: int = 8
     eval_points: int = 6  # points on each learning curve, evenly spaced, the last after training
     eval_sequences: int = 16  # per gap and condition, from held-out frames
@@ -73,7 +73,7 @@ class CueRecallConfig:
 
     @classmethod
     def long(cls) -> "CueRecallConfig":
-        """Three times the budget, for the seeds file only: where the curves flatten (if they do)."""
+        """A longer budget, for the seeds file only: where the curves flatten (if they do)."""
         return cls(identify_steps=750, copy_steps=1350, eval_points=10)
 
     @classmethod
