@@ -130,6 +130,9 @@ def test_the_paragraph_follows_other_numbers():
     loads["copy"] = load((-0.2, 0.05), (0.0, 0.1))
     text = conclusion_markdown(_facts(*RSSM_EARLY, loads=loads))
     assert "the GRU recalls more than attention" in text and "curves still rising" not in text
+    same = {"identify": load((0.04, 0.1), (0.5, 0.1)), "copy": load((0.03, 0.04), (0.4, 0.1))}
+    assert ("to identify a cue or to copy a whole frame, the GRU and attention cannot be told apart (0.04 ± 0.10; "
+            "0.03 ± 0.04) and the short window costs recall.") in conclusion_markdown(_facts(*RSSM_EARLY, loads=same))
     assert text.endswith("when a cue must be carried past the window, the GRU recalls more than attention.")
     loads = {"identify": load((0.0, 0.1), (0.5, 0.1)), "copy": load((0.0, 0.05), (0.0, 0.1))}
     text = conclusion_markdown(_facts(*RSSM_EARLY, loads=loads))

@@ -108,8 +108,7 @@ def memory_runs(this_run: dict | None, doc: dict | None, section: str = "memory"
     sec = (doc or {}).get(section) or {}
     if this_run is not None and sec.get("config") != this_run["config"]:
         sec = {}
-    seed = None if this_run is None else this_run["train_seed"]
-    return seed_runs(None, this_run, seed, section={"runs": sec.get("runs", {})})
+    return seed_runs(None, this_run, (this_run or {}).get("train_seed"), section={"runs": sec.get("runs", {})})
 
 
 def sorted_runs(runs: dict) -> dict:

@@ -74,8 +74,7 @@ def decide(mean: float, half_width: float) -> int:
 
 
 def over_seeds(values) -> dict:
-    """The verdict rule on one list of per-seed values (usually differences): {"mean", "ci" (95 %
-    t half-width), "n", "direction" (decide)}."""
+    """The verdict rule on per-seed values: {"mean", "ci" (95 % t half-width), "n", "direction" (decide)}."""
     x = np.asarray(values, dtype=float)
     st = interval(x[:, None]) if len(x) else {"mean": [float("nan")], "ci": [float("nan")]}
     mean, ci = float(st["mean"][0]), float(st["ci"][0])

@@ -183,10 +183,13 @@ def memory_clause(memory: dict | None) -> str:
     loads = memory["loads"]
     f0 = next(iter(loads.values()))
     rising = any(d["direction"] > 0 for f in loads.values() for d in f["still_rising"].values())
-    bits = [f"{'to identify a cue' if load == 'identify' else 'to copy a whole frame'}, "
-            f"{WORDS['backbone'][f['backbone']['direction']]} ({_pm(f['backbone'], '')}) and "
-            f"{WORDS['window'][f['window']['direction']]}"
-            for load, f in loads.items()]
+    task = {"identify": "to identify a cue", "copy": "to copy a whole frame"}
+    said = {}  # (backbone, window) directions -> the loads that share them, said once
+    for load, f in loads.items():
+        said.setdefault((f["backbone"]["direction"], f["window"]["direction"]), []).append((load, f))
+    bits = [" or ".join(task.get(load, load) for load, _ in group) + f", {WORDS['backbone'][b]} ("
+            + "; ".join(_pm(f["backbone"], "") for _, f in group) + f") and {WORDS['window'][w]}"
+            for (b, w), group in said.items()]
     return (f"Past the main window (gaps {', '.join(map(str, f0['beyond']))}; {f0['n_seeds']} seeds, "
             f"{memory['budget']}{', some curves still rising' if rising else ''}), with full-window attention: "
             + "; ".join(bits) + ".")
@@ -203,7 +206,7 @@ def cost_clause(c: dict | None, a: str = "RSSM", b: str = "Transformer") -> str:
     if c["ratio"] is None:
         return "The two were trained on different devices, so their wall clocks are not compared."
     return (f"On {c['device']}, a {b} training step costs {c['ratio']:.2f}× the {a}'s"
-            + (f" ({a} projected from a burst timed there)" if c["projected"] else "") + ".")
+            + (f" (the {a}'s projected)" if c["projected"] else "") + ".")
 
 
 def synthesis(f: dict) -> str:
