@@ -153,3 +153,12 @@ def test_notebook_runs_top_to_bottom_in_smoke_mode(tmp_path, monkeypatch):
     assert (tmp_path / smoke.checkpoint_dir / "p04_results.json").exists()
     assert all((tmp_path / p).exists() for p in cache_paths(smoke))
     assert _stamp(in_repo) == before
+
+
+def test_run_notebook_keeps_the_users_wm_smoke(tmp_path, monkeypatch):
+    nb = _nb([nbformat.v4.new_code_cell("import os; print(os.environ['WM_SMOKE'])")])
+    nbformat.write(nb, tmp_path / "env.ipynb")
+    for env, flag, seen in (("1", False, "1"), ("0", True, "1"), ("0", False, "0")):
+        monkeypatch.setenv("WM_SMOKE", env)
+        run_notebook(tmp_path / "env.ipynb", out=tmp_path / "out.ipynb", smoke=flag, progress=False)
+        assert _stream_text(json.loads((tmp_path / "out.ipynb").read_text())).strip() == seen

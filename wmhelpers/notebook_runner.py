@@ -267,7 +267,7 @@ def run_notebook(path=NOTEBOOK, out=None, smoke: bool = False, timeout: int | No
     hooks = {"on_cell_execute": reporter.cell_started} if reporter else {}
     ok = False
     # the kernel inherits these: one final line per bar, plus its live state as marked lines (live_states)
-    env = {"WM_PROGRESS": "text", LIVE_ENV: "1", "WM_SMOKE": "1" if smoke else "0"}
+    env = {"WM_PROGRESS": "text", LIVE_ENV: "1", "WM_SMOKE": "1" if smoke else os.environ.get("WM_SMOKE", "0")}
     with mock.patch.dict(os.environ, env), tempfile.TemporaryFile("w+") as klog:
         try:
             _client_class(reporter)(nb, timeout=timeout, kernel_name="python3",
