@@ -117,8 +117,8 @@ def main(argv=None) -> int:
                                                         "of the pair (tf2: the 2-layer ablation)")
     p.add_argument("--memory", action="store_true", help="run the cue-recall experiment (Section 6) for each seed "
                                                          "not yet in the file (two processes may split the seeds)")
-    p.add_argument("--long", action="store_true", help="with --memory: the cue-recall experiment at three times "
-                                                       "the budget (where the learning curves flatten)")
+    p.add_argument("--long", action="store_true", help="with --memory: the cue-recall experiment at the longer "
+                                                       "budget (where the learning curves flatten)")
     _options(p, out="seeds file (default: <checkpoint_dir>/p04_seeds.json)", threads=True)
     p.set_defaults(fn=seeds_cmd)
     p = sub.add_parser("reward-probe", help="train small classifiers on real frames for the reward ceiling and "

@@ -152,12 +152,6 @@ class ExperimentConfig:
                 return torch.device("mps")
         return torch.device("cpu")
 
-    def resolve_amp_dtype(self, device: torch.device | str | None = None) -> torch.dtype | None:
-        """The autocast dtype for the conv parts: bf16 only for amp="bf16" (device.resolve_amp_dtype)."""
-        from .device import resolve_amp_dtype
-
-        return resolve_amp_dtype(self.amp, device)
-
     @property
     def precision(self) -> str:
         """"fp32" or "bf16": what a model trained with this config trains in, on any device."""

@@ -78,11 +78,8 @@ def same_device(a: dict | None, b: dict | None) -> bool:
 
 
 # ---- precision: part of the experiment, never picked per machine ---------------------------------
-# bf16 autocast changed what this model learned: on an Intel Xeon with AMX (2 threads), where bf16
-# ran a training step faster (192 against 299 ms), the Transformer of training seed 0 trained in
-# bf16 imagined 25.70 dB at h = 1 (whole frame) against 27.33 dB for the same seed in fp32 on the
-# same machine. So "auto" is fp32 on every device, as the shipped checkpoints and seeds were trained,
-# and bf16 is only ever an explicit choice that both models of a comparison then share.
+# bf16 ran a step faster on that Xeon (192 against 299 ms) and still lost: "auto" is fp32 on every
+# device, as the shipped checkpoints and seeds were trained; bf16 is an explicit choice both models share.
 BF16_FINDING = ("bf16 changed what this model learned: on an Intel Xeon with AMX, Transformer seed 0 trained in "
                 "bf16 imagined 25.70 dB at h = 1 against 27.33 dB in fp32 (same seed, same machine)")
 PRECISIONS = {"auto": "fp32", "off": "fp32", "bf16": "bf16"}
@@ -97,7 +94,7 @@ def precision_of(amp: str) -> str:
 
 def resolve_amp_dtype(amp: str, device: torch.device | str | None = None) -> torch.dtype | None:
     """The autocast dtype for the conv encoder/decoder: torch.bfloat16 for amp="bf16", else None
-    (fp32). The same on every device: precision changes what is learned (BF16_FINDING), so it is
+    (fp32). `device` does not change it: precision changes what is learned (BF16_FINDING), so it is
     a setting of the experiment, not of the machine."""
     return torch.bfloat16 if precision_of(amp) == "bf16" else None
 

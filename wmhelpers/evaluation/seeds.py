@@ -102,7 +102,7 @@ def seed_runs(doc: dict | None, this_run: dict | None = None, this_seed=None, se
 
 
 def memory_runs(this_run: dict | None, doc: dict | None, section: str = "memory") -> dict:
-    """{seed: cue-recall run} of the seeds file's `section` ("memory"; "memory_long": three times the
+    """{seed: cue-recall run} of the seeds file's `section` ("memory"; "memory_long": the longer
     budget), or {} where it was made with another cue-recall configuration than this_run's; with
     this_run, that run joins as its own seed (doc: the borrowed seeds file, or None)."""
     sec = (doc or {}).get(section) or {}

@@ -24,7 +24,6 @@ METRIC_WORDS = {"whole": "the whole frame", "changed": "changed pixels"}
 WORDS = {
     "lead": {1: "{b} leads", -1: "{a} leads", 0: "cannot be told apart"},
     "baseline": {1: "beats", -1: "falls below", 0: "cannot be told apart from"},
-    "level": {1: "above", -1: "below", 0: "cannot be told apart from"},
     "mark": {1: "▲", -1: "▼", 0: "="},
     "backbone": {1: "attention recalls more than the GRU", -1: "the GRU recalls more than attention",
                  0: "the GRU and attention cannot be told apart"},
@@ -211,7 +210,7 @@ def cost_clause(c: dict | None, a: str = "RSSM", b: str = "Transformer") -> str:
 
 def synthesis(f: dict) -> str:
     """The sentence that draws the verdicts together, chosen by their directions."""
-    lead = {h >= 5: set() for h in (1, 5)}
+    lead = {False: set(), True: set()}  # directions before / from h = 5
     for m in f["lead"].values():
         for h, d in m.items():
             lead[h >= 5].add(d["direction"])

@@ -16,7 +16,7 @@ from ..device import resolve_amp_dtype
 
 def autocast_context(x: torch.Tensor, amp: str):
     """bf16 autocast for the conv stacks when amp="bf16" (device.resolve_amp_dtype), else nothing."""
-    dtype = resolve_amp_dtype(amp, x.device)
+    dtype = resolve_amp_dtype(amp)
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=x.device.type, dtype=dtype)

@@ -15,7 +15,7 @@ import torch
 from ..config import ExperimentConfig
 from ..cuda_graphs import imagination_backend
 from ..data import load_or_collect
-from ..device import device_name, median_ms, resolve_amp_dtype, seconds, set_mps_check
+from ..device import device_name, median_ms, seconds, set_mps_check
 from ..evaluation.rollouts import token_agreement
 from ..models.rssm import RSSMWorldModel
 from ..models.transformer import TransformerDynamics, TransformerWorldModel
@@ -149,7 +149,7 @@ def run_benchmark(cfg: ExperimentConfig | None = None, horizons=(10, 50, 200), s
     ctx = train.sample(16, cfg.context, g)
     obs, act = ctx["obs"].to(device), ctx["action"].to(device)
     res = {"device": device_name(device), "torch": str(torch.__version__), "batch": cfg.batch_size,
-           "seq_len": cfg.seq_len, "amp": str(resolve_amp_dtype(cfg.amp, device)),
+           "seq_len": cfg.seq_len, "precision": cfg.precision,
            "imagination_backend": imagination_backend(device), "train_step_ms": {},
            "observe_ms": {},
            "imagine_frames_per_s": {"transformer_cached": {}, "transformer_recompute": {}, "rssm": {}}}

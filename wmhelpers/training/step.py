@@ -26,7 +26,7 @@ def make_optimizer(model, cfg, capturable: bool = False) -> torch.optim.Optimize
 
 def graphs_wanted(cfg, device: torch.device | str) -> bool:
     """Whether training on `device` tries a CUDA graph: CUDA, fp32, switched on, not failed before."""
-    return TRAINING_GRAPHS.usable(device) and cfg.resolve_amp_dtype(torch.device(device)) is None
+    return TRAINING_GRAPHS.usable(device) and cfg.precision == "fp32"
 
 
 def training_backend(cfg, device: torch.device | str) -> str:
@@ -34,7 +34,7 @@ def training_backend(cfg, device: torch.device | str) -> str:
     unavailable = TRAINING_GRAPHS.unavailable(device)
     if unavailable:
         return unavailable
-    if cfg.resolve_amp_dtype(device) is not None:
+    if cfg.precision != "fp32":
         return "eager (autocast asked for; graphs are captured in fp32 only)"
     return TRAINING_GRAPHS.running
 
